@@ -1,0 +1,28 @@
+# Paddle Seg Zoo: `make demo` trains and evaluates Fast-SCNN on a generated dataset;
+# `make test` runs the test suite. Both install what they need first.
+PYTHON ?= python3
+PIP ?= $(PYTHON) -m pip
+DEMO_ROOT ?= data/demo
+DEMO_OUT ?= output/demo
+DEMO_CONFIG ?= configs/demo/fast_scnn_demo.yml
+
+.PHONY: install install-test demo test clean
+
+install:
+	$(PIP) install -q -r requirements.txt
+	$(PIP) install -q --no-deps -e .
+
+install-test: install
+	$(PIP) install -q -r requirements-test.txt
+	$(PIP) install -q "paddle2onnx==2.1.0" onnxruntime
+
+demo: install
+	$(PYTHON) tools/make_demo_data.py --root $(DEMO_ROOT)
+	$(PYTHON) tools/train.py --config $(DEMO_CONFIG) --save_dir $(DEMO_OUT) --do_eval --use_vdl --num_workers 2
+	$(PYTHON) tools/val.py --config $(DEMO_CONFIG) --model_path $(DEMO_OUT)/best_model/model.pdparams
+
+test: install-test
+	$(PYTHON) -m pytest tests -q -p no:cacheprovider --durations=15
+
+clean:
+	rm -rf output data/demo test_tipc/output

@@ -1,0 +1,12 @@
+"""Paddle Seg Zoo: semantic segmentation models for PaddlePaddle 3 (dygraph)."""
+__version__ = '0.1.0'
+
+import warnings  # noqa: E402
+
+# paddle warns at import when ccache (a C++ build cache) is missing; it is irrelevant here.
+warnings.filterwarnings('ignore', message='No ccache found')
+
+from . import datasets, losses, models  # noqa: F401,E402  (registers every component)
+from .builder import build_dataset, build_losses, build_model, validate_config  # noqa: F401,E402
+from .utils.config import Config  # noqa: F401,E402
+from .utils.errors import ConfigError, DataError, ZooError  # noqa: F401,E402

@@ -1,0 +1,198 @@
+"""The ``Dataset`` base: an ``image label`` file list read through a list of transforms.
+
+A sample is a dict flowing through the transforms:
+``{'img': HxWx3 float32 RGB (0-255), 'label': HxW int64 or None, 'img_path', 'label_path'}``.
+``__getitem__`` returns ``(img CHW float32, label HxW int64)`` for training and, for
+validation, ``(img CHW float32, label at original size HxW int64)``: evaluation resizes
+logits back to the label, as mmseg and PaddleSeg do.
+
+Determinism: each sample seeds ``random``/``numpy`` from (seed, epoch, index) before its
+transforms run, so a sample's augmentation does not depend on the worker that loads it, and a
+resumed run sees exactly the samples the uninterrupted run would have seen. The sampler
+passes the epoch in the index (``epoch * len(dataset) + i``); see ``zoo.engine.sampler``.
+"""
+import os
+import random
+
+import cv2
+import numpy as np
+import paddle
+
+from ..utils.errors import DataError
+from ..utils.registry import DATASETS, TRANSFORMS
+
+cv2.setNumThreads(0)  # DataLoader workers are the parallelism; OpenCV threads fight them.
+
+
+def read_image(path):
+    """Read an RGB image as float32 HxWx3; DataError if missing or unreadable."""
+    if not os.path.isfile(path):
+        raise DataError(f'image file {path!r} does not exist')
+    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    if img is None:
+        raise DataError(f'image file {path!r} cannot be decoded (corrupt or not an image)')
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB).astype('float32')
+
+
+def read_label(path):
+    """Read a single-channel label PNG as int64 HxW; DataError if missing or not 1-channel."""
+    if not os.path.isfile(path):
+        raise DataError(f'label file {path!r} does not exist')
+    lab = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if lab is None:
+        raise DataError(f'label file {path!r} cannot be decoded (corrupt or not an image)')
+    if lab.ndim == 3:
+        # palette PNGs come out as 1 channel with IMREAD_UNCHANGED; a 3-channel label is a
+        # color mask, not train ids.
+        raise DataError(f'label file {path!r} has {lab.shape[2]} channels; expected a single-channel '
+                        'image of class ids')
+    return lab.astype('int64')
+
+
+def build_transforms(transforms):
+    """Transforms may come built (objects) or as ``type:`` dicts (Python API users)."""
+    out = []
+    for t in transforms or []:
+        if isinstance(t, dict):
+            t = dict(t)
+            cls = TRANSFORMS.get(t.pop('type'), 'transforms')
+            t = cls(**t)
+        out.append(t)
+    return out
+
+
+class Compose:
+    def __init__(self, transforms):
+        self.transforms = build_transforms(transforms)
+
+    def __call__(self, sample):
+        for t in self.transforms:
+            sample = t(sample)
+        return sample
+
+
+@DATASETS.register()
+class Dataset(paddle.io.Dataset):
+    """A generic dataset from ``image_path label_path`` lines.
+
+    Args:
+        dataset_root: folder the paths in the file lists are relative to.
+        transforms: train or val transforms (a list of transform dicts in YAML).
+        num_classes: number of classes; label values >= num_classes other than
+            ``ignore_index`` are an error naming the file.
+        mode: 'train' or 'val'.
+        train_path / val_path: the file lists (relative to dataset_root or absolute).
+        separator: field separator in the lists (default: whitespace).
+        reduce_zero_label: map 0 -> ignore and v -> v - 1 (ADE20K convention).
+        seed: base seed of the per-sample augmentation.
+    """
+
+    NUM_CLASSES = None
+    IGNORE_INDEX = 255
+    CLASSES = None
+    PALETTE = None
+
+    def __init__(self, dataset_root, transforms, num_classes=None, mode='train', train_path=None,
+                 val_path=None, separator=' ', ignore_index=255, reduce_zero_label=False, seed=0,
+                 edge=False):
+        self.dataset_root = dataset_root
+        self.mode = mode
+        self.num_classes = num_classes if num_classes is not None else self.NUM_CLASSES
+        self.ignore_index = ignore_index
+        self.reduce_zero_label = reduce_zero_label
+        self.seed = seed
+        self.transforms = Compose(transforms)
+        if self.num_classes is None:
+            raise DataError(f'{type(self).__name__}: num_classes is required')
+        if mode not in ('train', 'val', 'test', 'trainval'):
+            raise DataError(f'{type(self).__name__}: mode must be train, val, test or trainval, got {mode!r}')
+        if not os.path.isdir(dataset_root):
+            raise DataError(f'dataset_root {dataset_root!r} does not exist (expected the dataset folder; '
+                            'see docs/data.md)')
+        self.file_list = self.load_file_list(train_path, val_path, separator)
+        if not self.file_list:
+            raise DataError(f'{type(self).__name__}: no samples found for mode {mode!r} under {dataset_root!r}')
+        for img_path, label_path in self.file_list:  # fail now, not in a worker an hour later
+            for p, what in ((img_path, 'image'), (label_path, 'label')):
+                if p is not None and not os.path.isfile(p):
+                    raise DataError(f'{what} file {p!r} listed for {type(self).__name__} ({mode}) does not exist')
+
+    # -- file lists ------------------------------------------------------------------
+    def load_file_list(self, train_path, val_path, separator):
+        """Return ``[(image_path, label_path or None), ...]``; subclasses scan folders."""
+        list_path = train_path if self.mode == 'train' else val_path
+        if list_path is None:
+            raise DataError(f'{type(self).__name__}: {"train_path" if self.mode == "train" else "val_path"} '
+                            f'is required for mode {self.mode!r}')
+        return read_file_list(list_path, self.dataset_root, separator)
+
+    # -- samples ---------------------------------------------------------------------
+    def __len__(self):
+        return len(self.file_list)
+
+    def _seed(self, index):
+        epoch, i = divmod(index, len(self.file_list))
+        s = (self.seed * 1_000_003 + epoch * 7919 + i) % (2 ** 32)
+        random.seed(s)
+        np.random.seed(s)
+        return i
+
+    def load_sample(self, i):
+        img_path, label_path = self.file_list[i]
+        img = read_image(img_path)
+        label = read_label(label_path) if label_path else None
+        if label is not None:
+            if label.shape != img.shape[:2]:
+                raise DataError(f'label {label_path!r} is {label.shape[1]}x{label.shape[0]} but image '
+                                f'{img_path!r} is {img.shape[1]}x{img.shape[0]} (W x H)')
+            label = self.encode_label(label, label_path)
+        return {'img': img, 'label': label, 'img_path': img_path, 'label_path': label_path}
+
+    def encode_label(self, label, label_path):
+        """Map stored values to train ids and check their range."""
+        if self.reduce_zero_label:
+            label = label - 1
+            label[label == -1] = self.ignore_index
+            label[label == self.ignore_index - 1] = self.ignore_index
+        bad = (label != self.ignore_index) & ((label < 0) | (label >= self.num_classes))
+        if bad.any():
+            vals = np.unique(label[bad])[:5].tolist()
+            raise DataError(f'label {label_path!r} has values {vals} outside [0, {self.num_classes - 1}] '
+                            f'(ignore index {self.ignore_index})')
+        return label
+
+    def __getitem__(self, index):
+        i = self._seed(index)
+        sample = self.load_sample(i)
+        ori_label = sample['label']
+        sample = self.transforms(sample)
+        img = np.ascontiguousarray(sample['img'].transpose(2, 0, 1).astype('float32'))
+        if self.mode == 'train':
+            label = sample['label']
+        else:
+            label = ori_label  # metrics are computed at the original resolution
+        if label is None:
+            label = np.full(img.shape[1:], self.ignore_index, dtype='int64')
+        return img, np.ascontiguousarray(label.astype('int64'))
+
+
+def read_file_list(list_path, dataset_root, separator=' '):
+    if not os.path.isabs(list_path) and not os.path.isfile(list_path):
+        list_path = os.path.join(dataset_root, list_path)
+    if not os.path.isfile(list_path):
+        raise DataError(f'file list {list_path!r} does not exist')
+    items = []
+    with open(list_path, 'r', encoding='utf-8') as f:
+        for n, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            parts = line.split(separator) if separator.strip() else line.split()
+            if len(parts) not in (1, 2):
+                raise DataError(f'{list_path}:{n}: expected "image_path label_path", got {line!r}')
+            img = os.path.join(dataset_root, parts[0])
+            lab = os.path.join(dataset_root, parts[1]) if len(parts) == 2 else None
+            items.append((img, lab))
+    if not items:
+        raise DataError(f'file list {list_path!r} is empty')
+    return items

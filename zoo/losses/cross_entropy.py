@@ -1,0 +1,96 @@
+"""Cross-entropy losses: plain (with ignore index and class weights) and OHEM.
+
+Loss call contract: ``loss(logits [N, C, H, W], label [N, H, W] int64) -> scalar``.
+"""
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+
+from ..utils.errors import ConfigError
+from ..utils.registry import LOSSES
+
+_EPS = 1e-8
+
+
+def _pixel_ce(logits, label, ignore_index, weight=None):
+    """Per-pixel CE [N, H, W] (0 at ignored pixels) and the valid-pixel mask (float32)."""
+    if logits.shape[-2:] != label.shape[-2:] and -1 not in logits.shape[-2:]:
+        raise ValueError(f'logits {logits.shape} and label {label.shape} differ in size')
+    logits_nhwc = logits.transpose([0, 2, 3, 1])
+    lab = label.astype('int64').unsqueeze(-1)
+    loss = F.cross_entropy(logits_nhwc, lab, weight=weight, ignore_index=ignore_index,
+                           reduction='none', axis=-1).squeeze(-1)
+    mask = (label != ignore_index).astype('float32')
+    return loss.astype('float32') * mask, mask
+
+
+def _check_weight(weight, name):
+    if weight is None:
+        return None
+    if not isinstance(weight, (list, tuple)) or not all(isinstance(w, (int, float)) for w in weight):
+        raise ConfigError(f'{name}.weight: expected a list of per-class numbers, got {weight!r}')
+    return paddle.to_tensor(weight, dtype='float32')
+
+
+@LOSSES.register()
+class CrossEntropyLoss(nn.Layer):
+    """Pixel-wise cross-entropy.
+
+    Args:
+        weight: optional per-class weights (list of num_classes numbers).
+        ignore_index: label value that contributes nothing.
+        avg_non_ignore: average over non-ignored pixels (PaddleSeg's behaviour; with class
+            weights, over their summed weights). ``False`` averages over all pixels, the
+            default of mmsegmentation's ``CrossEntropyLoss`` (avg_non_ignore=False).
+    """
+
+    def __init__(self, weight=None, ignore_index=255, avg_non_ignore=True):
+        super().__init__()
+        self.ignore_index = ignore_index
+        self.avg_non_ignore = avg_non_ignore
+        self.weight = _check_weight(weight, 'CrossEntropyLoss')
+
+    def forward(self, logits, label):
+        loss, mask = _pixel_ce(logits, label, self.ignore_index, self.weight)
+        if not self.avg_non_ignore:
+            return loss.mean()
+        if self.weight is not None:
+            safe = paddle.where(mask > 0, label.astype('int64'), paddle.zeros_like(label, dtype='int64'))
+            denom = (paddle.gather(self.weight, safe.flatten()).reshape(safe.shape) * mask).sum()
+        else:
+            denom = mask.sum()
+        return loss.sum() / (denom + _EPS)
+
+
+@LOSSES.register()
+class OhemCrossEntropyLoss(nn.Layer):
+    """Online hard example mining CE: keep pixels whose ground-truth probability is below
+    ``max(thresh, p_k)`` where ``p_k`` is the ``min_kept``-th smallest such probability, and
+    average their loss (mmseg's OHEMPixelSampler / PaddleSeg's OhemCrossEntropyLoss).
+    """
+
+    def __init__(self, thresh=0.7, min_kept=10000, ignore_index=255, weight=None):
+        super().__init__()
+        if not 0 < thresh <= 1:
+            raise ConfigError(f'OhemCrossEntropyLoss.thresh must be in (0, 1], got {thresh}')
+        self.thresh = float(thresh)
+        self.min_kept = int(min_kept)
+        self.ignore_index = ignore_index
+        self.weight = _check_weight(weight, 'OhemCrossEntropyLoss')
+
+    def forward(self, logits, label):
+        loss, mask = _pixel_ce(logits, label, self.ignore_index, self.weight)
+        with paddle.no_grad():
+            prob = F.softmax(logits.astype('float32'), axis=1)
+            safe = paddle.where(mask > 0, label.astype('int64'), paddle.zeros_like(label, dtype='int64'))
+            gt_prob = paddle.take_along_axis(prob, safe.unsqueeze(1), axis=1).squeeze(1)
+            gt_prob = paddle.where(mask > 0, gt_prob, paddle.ones_like(gt_prob))  # ignored never kept
+            flat = gt_prob.flatten()
+            n_valid = int(mask.sum())
+            threshold = self.thresh
+            if n_valid > 0 and self.min_kept > 0:
+                k = min(self.min_kept, n_valid) - 1
+                kth = paddle.sort(flat)[k]
+                threshold = max(threshold, float(kth))
+            keep = (gt_prob <= threshold).astype('float32') * mask
+        return (loss * keep).sum() / (keep.sum() + _EPS)
