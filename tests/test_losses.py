@@ -65,3 +65,17 @@ def test_ohem_keeps_hard_pixels(data):
     loss = OhemCrossEntropyLoss(thresh=1e-6, min_kept=7)(paddle.to_tensor(logits), paddle.to_tensor(label))
     hardest = np.sort(ref[valid])[::-1][:7]
     assert abs(float(loss) - hardest.mean()) < 1e-5
+
+
+def test_sigmoid_ce_matches_mmseg_binary_formula(data):
+    logits, label = data
+    valid = label != 255
+    onehot = np.zeros_like(logits)
+    for c in range(logits.shape[1]):
+        onehot[:, c] = (label == c)
+    bce = np.maximum(logits, 0) - logits * onehot + np.log1p(np.exp(-np.abs(logits)))
+    bce = bce * valid[:, None]
+    loss = CrossEntropyLoss(use_sigmoid=True, avg_non_ignore=False)(paddle.to_tensor(logits), paddle.to_tensor(label))
+    assert abs(float(loss) - bce.mean()) < 1e-5
+    loss = CrossEntropyLoss(use_sigmoid=True)(paddle.to_tensor(logits), paddle.to_tensor(label))
+    assert abs(float(loss) - bce.sum() / (valid.sum() * logits.shape[1])) < 1e-5

@@ -167,7 +167,7 @@ class Dataset(paddle.io.Dataset):
         ori_label = sample['label']
         sample = self.transforms(sample)
         img = np.ascontiguousarray(sample['img'].transpose(2, 0, 1).astype('float32'))
-        if self.mode == 'train':
+        if self.mode in ('train', 'trainval'):  # trainval trains too (e.g. Cityscapes train+val)
             label = sample['label']
         else:
             label = ori_label  # metrics are computed at the original resolution
@@ -182,17 +182,22 @@ def read_file_list(list_path, dataset_root, separator=' '):
     if not os.path.isfile(list_path):
         raise DataError(f'file list {list_path!r} does not exist')
     items = []
-    with open(list_path, 'r', encoding='utf-8') as f:
-        for n, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            parts = line.split(separator) if separator.strip() else line.split()
-            if len(parts) not in (1, 2):
-                raise DataError(f'{list_path}:{n}: expected "image_path label_path", got {line!r}')
-            img = os.path.join(dataset_root, parts[0])
-            lab = os.path.join(dataset_root, parts[1]) if len(parts) == 2 else None
-            items.append((img, lab))
+    try:
+        with open(list_path, 'r', encoding='utf-8') as f:
+            lines = f.readlines()
+    except UnicodeDecodeError:
+        raise DataError(f'file list {list_path!r} is not UTF-8 text (expected "image_path label_path" '
+                        'lines)') from None
+    for n, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line:
+            continue
+        parts = line.split(separator) if separator.strip() else line.split()
+        if len(parts) not in (1, 2):
+            raise DataError(f'{list_path}:{n}: expected "image_path label_path", got {line!r}')
+        img = os.path.join(dataset_root, parts[0])
+        lab = os.path.join(dataset_root, parts[1]) if len(parts) == 2 else None
+        items.append((img, lab))
     if not items:
         raise DataError(f'file list {list_path!r} is empty')
     return items

@@ -42,15 +42,33 @@ class CrossEntropyLoss(nn.Layer):
         avg_non_ignore: average over non-ignored pixels (PaddleSeg's behaviour; with class
             weights, over their summed weights). ``False`` averages over all pixels, the
             default of mmsegmentation's ``CrossEntropyLoss`` (avg_non_ignore=False).
+        use_sigmoid: per-class binary cross-entropy on one-hot labels instead of softmax
+            (mmsegmentation's ``use_sigmoid=True``, which its Fast-SCNN config uses); the mean is
+            over N*C*H*W elements, or over C * valid pixels with ``avg_non_ignore``.
     """
 
-    def __init__(self, weight=None, ignore_index=255, avg_non_ignore=True):
+    def __init__(self, weight=None, ignore_index=255, avg_non_ignore=True, use_sigmoid=False):
         super().__init__()
         self.ignore_index = ignore_index
         self.avg_non_ignore = avg_non_ignore
+        self.use_sigmoid = use_sigmoid
         self.weight = _check_weight(weight, 'CrossEntropyLoss')
+        if use_sigmoid and weight is not None:
+            raise ConfigError('CrossEntropyLoss: class weights are not supported with use_sigmoid')
+
+    def _sigmoid_forward(self, logits, label):
+        valid = (label != self.ignore_index)
+        safe = paddle.where(valid, label.astype('int64'), paddle.zeros_like(label, dtype='int64'))
+        onehot = F.one_hot(safe, logits.shape[1]).transpose([0, 3, 1, 2]).astype('float32')
+        mask = valid.astype('float32').unsqueeze(1)
+        loss = F.binary_cross_entropy_with_logits(logits.astype('float32'), onehot, reduction='none') * mask
+        if self.avg_non_ignore:
+            return loss.sum() / (mask.sum() * logits.shape[1] + _EPS)
+        return loss.mean()
 
     def forward(self, logits, label):
+        if self.use_sigmoid:
+            return self._sigmoid_forward(logits, label)
         loss, mask = _pixel_ce(logits, label, self.ignore_index, self.weight)
         if not self.avg_non_ignore:
             return loss.mean()

@@ -1,0 +1,26 @@
+"""Normalize and check an extracted LIP (TrainVal_images + TrainVal_parsing_annotations).
+
+    python tools/data/lip.py data/LIP --nproc 8
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..')))
+
+from zoo.datasets.prepare.common import run_cli  # noqa: E402
+from zoo.datasets.prepare.lip import prepare_lip  # noqa: E402
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('root', help='folder with TrainVal_images/ and TrainVal_parsing_annotations/')
+    p.add_argument('--nproc', type=int, default=1, help='worker processes')
+    p.add_argument('--no-check-labels', action='store_true', help='skip reading every annotation')
+    args = p.parse_args(argv)
+    counts = prepare_lip(args.root, nproc=args.nproc, check_labels=not args.no_check_labels)
+    print('LIP ok: ' + ', '.join(f'{k} {v}' for k, v in counts.items()))
+
+
+if __name__ == '__main__':
+    run_cli(main)

@@ -1,0 +1,132 @@
+"""Cityscapes: ``*_gtFine_polygons.json`` -> ``*_gtFine_labelTrainIds.png``.
+
+Follows cityscapesScripts' ``json2labelImg`` (trainIds encoding): the image starts as the
+trainId of ``unlabeled`` (255); objects are drawn in file order, so a later polygon covers an
+earlier one; objects flagged ``deleted`` are skipped; a label missing from the table whose
+name ends in ``group`` (``cargroup``) falls back to its base label (``car``); labels with a
+negative id (``license plate``) are not drawn. Polygons are filled with PIL's
+``ImageDraw.polygon`` as the official script does, so the rasterization matches pixel for pixel.
+"""
+import glob
+import json
+import os
+from collections import namedtuple
+
+import numpy as np
+
+from ...utils.errors import DataError
+from .common import parallel_map, require_dir, write_label_png
+
+CityscapesLabel = namedtuple('CityscapesLabel', ['name', 'id', 'train_id'])
+
+# The official label table (cityscapesScripts helpers/labels.py): name, id, trainId.
+# 19 evaluated classes get trainIds 0..18, everything else 255.
+LABELS = (
+    CityscapesLabel('unlabeled', 0, 255),
+    CityscapesLabel('ego vehicle', 1, 255),
+    CityscapesLabel('rectification border', 2, 255),
+    CityscapesLabel('out of roi', 3, 255),
+    CityscapesLabel('static', 4, 255),
+    CityscapesLabel('dynamic', 5, 255),
+    CityscapesLabel('ground', 6, 255),
+    CityscapesLabel('road', 7, 0),
+    CityscapesLabel('sidewalk', 8, 1),
+    CityscapesLabel('parking', 9, 255),
+    CityscapesLabel('rail track', 10, 255),
+    CityscapesLabel('building', 11, 2),
+    CityscapesLabel('wall', 12, 3),
+    CityscapesLabel('fence', 13, 4),
+    CityscapesLabel('guard rail', 14, 255),
+    CityscapesLabel('bridge', 15, 255),
+    CityscapesLabel('tunnel', 16, 255),
+    CityscapesLabel('pole', 17, 5),
+    CityscapesLabel('polegroup', 18, 255),
+    CityscapesLabel('traffic light', 19, 6),
+    CityscapesLabel('traffic sign', 20, 7),
+    CityscapesLabel('vegetation', 21, 8),
+    CityscapesLabel('terrain', 22, 9),
+    CityscapesLabel('sky', 23, 10),
+    CityscapesLabel('person', 24, 11),
+    CityscapesLabel('rider', 25, 12),
+    CityscapesLabel('car', 26, 13),
+    CityscapesLabel('truck', 27, 14),
+    CityscapesLabel('bus', 28, 15),
+    CityscapesLabel('caravan', 29, 255),
+    CityscapesLabel('trailer', 30, 255),
+    CityscapesLabel('train', 31, 16),
+    CityscapesLabel('motorcycle', 32, 17),
+    CityscapesLabel('bicycle', 33, 18),
+    CityscapesLabel('license plate', -1, -1),
+)
+NAME_TO_LABEL = {lab.name: lab for lab in LABELS}
+ID_TO_TRAIN_ID = {lab.id: lab.train_id for lab in LABELS if lab.id >= 0}
+
+SPLITS = ('train', 'val', 'test')
+EXPECTED_TREE = ('<root>/gtFine/{train,val,test}/<city>/*_gtFine_polygons.json and '
+                 '<root>/leftImg8bit/{train,val,test}/<city>/*_leftImg8bit.png '
+                 '(gtFine_trainvaltest.zip and leftImg8bit_trainvaltest.zip extracted into <root>)')
+
+
+def resolve_label(name, json_path):
+    """The table entry of an object's label, applying the ``<label>group`` fallback."""
+    if name not in NAME_TO_LABEL and name.endswith('group'):
+        name = name[:-len('group')]
+    if name not in NAME_TO_LABEL:
+        raise DataError(f'Cityscapes: {json_path!r} has an object with unknown label {name!r}')
+    return NAME_TO_LABEL[name]
+
+
+def polygons_to_train_ids(annotation, json_path='<json>'):
+    """Rasterize one parsed ``*_gtFine_polygons.json`` to an HxW uint8 trainId map."""
+    from PIL import Image, ImageDraw  # Pillow ships with paddlepaddle
+
+    try:
+        width, height = int(annotation['imgWidth']), int(annotation['imgHeight'])
+        objects = annotation['objects']
+    except (KeyError, TypeError, ValueError):
+        raise DataError(f'Cityscapes: {json_path!r} is not a polygon annotation '
+                        '(expected imgWidth, imgHeight and objects)') from None
+    img = Image.new('L', (width, height), NAME_TO_LABEL['unlabeled'].train_id)
+    drawer = ImageDraw.Draw(img)
+    for obj in objects:
+        if obj.get('deleted'):
+            continue
+        label = resolve_label(obj['label'], json_path)
+        if label.id < 0:
+            continue
+        polygon = [(p[0], p[1]) for p in obj['polygon']]  # as given (ints in the official files)
+        if len(polygon) < 2:
+            continue
+        drawer.polygon(polygon, fill=label.train_id)
+    return np.asarray(img, dtype=np.uint8)
+
+
+def convert_json(json_path):
+    """Write ``<name>_gtFine_labelTrainIds.png`` next to ``<name>_gtFine_polygons.json``."""
+    try:
+        with open(json_path, 'r', encoding='utf-8') as f:
+            annotation = json.load(f)
+    except (OSError, ValueError) as e:
+        raise DataError(f'Cityscapes: cannot read {json_path!r}: {e}') from None
+    out = json_path.replace('_gtFine_polygons.json', '_gtFine_labelTrainIds.png')
+    write_label_png(out, polygons_to_train_ids(annotation, json_path))
+    return out
+
+
+def prepare_cityscapes(root, nproc=1, splits=SPLITS):
+    """Convert every polygon file under ``<root>/gtFine``; return ``{split: count}``."""
+    require_dir(root, 'Cityscapes', EXPECTED_TREE)
+    gt_root = require_dir(os.path.join(root, 'gtFine'), 'Cityscapes', EXPECTED_TREE)
+    require_dir(os.path.join(root, 'leftImg8bit'), 'Cityscapes', EXPECTED_TREE)
+    counts = {}
+    for split in splits:
+        split_dir = os.path.join(gt_root, split)
+        if split == 'test' and not os.path.isdir(split_dir):
+            continue
+        require_dir(split_dir, 'Cityscapes', EXPECTED_TREE)
+        jsons = sorted(glob.glob(os.path.join(split_dir, '*', '*_gtFine_polygons.json')))
+        if not jsons:
+            raise DataError(f'Cityscapes: no *_gtFine_polygons.json under {split_dir!r}; expected {EXPECTED_TREE}')
+        parallel_map(convert_json, jsons, nproc)
+        counts[split] = len(jsons)
+    return counts
