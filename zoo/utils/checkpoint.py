@@ -137,6 +137,15 @@ def read_state_dict(path_or_url, what='weights'):
     return sd
 
 
+def _is_zip(path):
+    """torch.save writes a zip archive (Paddle writes a pickle); release files may lack a suffix."""
+    try:
+        with open(path, 'rb') as f:
+            return f.read(4) == b'PK\x03\x04'
+    except OSError:
+        return False
+
+
 def _shape(v):
     return tuple(v.shape) if hasattr(v, 'shape') else np.asarray(v).shape
 
