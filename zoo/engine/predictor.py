@@ -1,0 +1,102 @@
+"""Predict images with a trained model and save the results as PaddleSeg does:
+
+* ``<save_dir>/pseudo_color_prediction/<name>.png``: the class ids as a palette PNG (an RGB
+  PNG if PIL is missing);
+* ``<save_dir>/added_prediction/<name>.jpg``: the image blended with the colored prediction.
+
+``<name>`` keeps the image's path relative to the folder given (sub-folders are kept), without
+its extension.
+"""
+import os
+import sys
+
+import cv2
+import numpy as np
+import paddle
+
+from ..datasets.base import Compose, read_image
+from ..utils.errors import DataError
+from ..utils.logger import logger
+from .inference import inference
+from .visual import colorize, overlay, save_palette_png
+
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp')
+
+
+def list_images(image_path):
+    """``(paths, root)``: one image, every image under a folder (sorted, recursive), or the
+    lines of a ``.txt`` list. ``root`` is the folder names are made relative to."""
+    if os.path.isdir(image_path):
+        paths = []
+        for dirpath, _, files in os.walk(image_path):
+            paths += [os.path.join(dirpath, f) for f in files if f.lower().endswith(IMAGE_EXTENSIONS)]
+        if not paths:
+            raise DataError(f'--image_path {image_path!r}: no {"/".join(IMAGE_EXTENSIONS)} images in this folder')
+        return sorted(paths), image_path
+    if not os.path.isfile(image_path):
+        raise DataError(f'--image_path {image_path!r} does not exist (expected an image, a folder or a .txt list)')
+    if image_path.lower().endswith('.txt'):
+        root = os.path.dirname(image_path)
+        with open(image_path, 'r', encoding='utf-8') as f:
+            paths = [ln.split()[0] for ln in f if ln.strip()]
+        paths = [p if os.path.isabs(p) else os.path.join(root, p) for p in paths]
+        if not paths:
+            raise DataError(f'--image_path {image_path!r}: the list is empty')
+        return paths, root
+    if not image_path.lower().endswith(IMAGE_EXTENSIONS):
+        raise DataError(f'--image_path {image_path!r}: expected one of {", ".join(IMAGE_EXTENSIONS)}')
+    return [image_path], os.path.dirname(image_path)
+
+
+def predict_image(model, path, transforms, test_kwargs=None):
+    """``(rgb HxWx3 float32 0-255, prediction HxW int64)`` for one image file."""
+    img = read_image(path)
+    sample = transforms({'img': img.copy(), 'label': None, 'img_path': path, 'label_path': None})
+    x = paddle.to_tensor(np.ascontiguousarray(sample['img'].transpose(2, 0, 1), dtype='float32')[None])
+    logits = inference(model, x, ori_shape=img.shape[:2], **(test_kwargs or {}))
+    return img, paddle.argmax(logits, axis=1).numpy()[0].astype('int64')
+
+
+def predict(model, image_path, transforms, save_dir, palette, test_kwargs=None, alpha=0.4):
+    """Predict every image of ``image_path`` and write the two PaddleSeg outputs; returns the
+    list of ``(pseudo_color_png, added_jpg)`` written."""
+    if not isinstance(transforms, Compose):
+        transforms = Compose(transforms)
+    paths, root = list_images(image_path)
+    written = []
+    model.eval()
+    from tqdm import tqdm
+    with paddle.no_grad():
+        for path in tqdm(paths, desc='predict', file=sys.stderr, leave=False):
+            img, pred = predict_image(model, path, transforms, test_kwargs)
+            name = os.path.splitext(os.path.relpath(path, root) if root else os.path.basename(path))[0]
+            pseudo = os.path.join(save_dir, 'pseudo_color_prediction', name + '.png')
+            added = os.path.join(save_dir, 'added_prediction', name + '.jpg')
+            for p in (pseudo, added):
+                os.makedirs(os.path.dirname(p), exist_ok=True)
+            save_palette_png(pseudo, pred, palette)
+            blended = overlay(img, colorize(pred, palette), alpha)
+            cv2.imwrite(added, blended[:, :, ::-1])
+            written.append((pseudo, added))
+    logger.info(f'predicted {len(written)} image(s); results in {save_dir}')
+    return written
+
+
+def load_trained_model(cfg, model_path):
+    """Build the config's model and load trained weights into it (every key must match).
+
+    The weights file is checked before the model is built, so a wrong path fails at once.
+    """
+    from ..builder import build_model
+    from ..utils.checkpoint import load_state_dict_checked, read_state_dict
+    from ..utils.errors import CheckpointError
+    if model_path is None:
+        raise CheckpointError('--model_path is required (the trained weights, e.g. output/best_model/model.pdparams)')
+    if not str(model_path).startswith(('http://', 'https://')) and not os.path.isfile(model_path):
+        raise CheckpointError(f'--model_path {model_path!r} does not exist (expected a model.pdparams file)')
+    model = build_model(cfg)
+    state_dict = read_state_dict(model_path)
+    load_state_dict_checked(model, state_dict, source=str(model_path), strict=True)
+    logger.info(f'loaded weights {model_path}')
+    model.eval()
+    return model
