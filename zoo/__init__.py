@@ -5,6 +5,8 @@ import warnings  # noqa: E402
 
 # paddle warns at import when ccache (a C++ build cache) is missing; it is irrelevant here.
 warnings.filterwarnings('ignore', message='No ccache found')
+# paddle's BatchNorm warns on every train-mode construction that it tracks running statistics.
+warnings.filterwarnings('ignore', message='When training, we now always track global mean and variance')
 
 from . import datasets, losses, models  # noqa: F401,E402  (registers every component)
 from .builder import build_dataset, build_losses, build_model, validate_config  # noqa: F401,E402
