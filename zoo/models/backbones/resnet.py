@@ -1,0 +1,330 @@
+"""ResNet backbones for segmentation: the ``vd`` family (PaddleSeg) and ``V1c`` (mmsegmentation).
+
+One configurable :class:`ResNet` covers both (He et al., "Bag of Tricks for Image
+Classification with CNNs", arXiv:1812.01187, Fig. 2):
+
+* ``deep_stem``: three 3x3 convs (32-32-64) instead of one 7x7 conv (ResNet-C / V1c).
+* ``avg_down``: the shortcut of a downsampling block average-pools then applies a stride-1
+  1x1 conv instead of a strided 1x1 conv (ResNet-D / vd).
+* ``strides`` / ``dilations`` per stage, or ``output_stride`` 8/16 as a shortcut (DeepLab:
+  the last stages trade stride for dilation).
+* ``contract_dilation``: the first block of a dilated stage uses half the dilation
+  (mmseg's ``ResLayer``; PaddleSeg's ResNet_vd does not).
+* ``multi_grid``: unit rates of the last stage's blocks, **multiplied** by the stage dilation
+  (DeepLabV3 paper Sec. 3.2 and PaddleSeg; mmseg instead takes absolute rates).
+
+The module tree is mmseg's (``stem.<i>`` or ``conv1``/``bn1``, ``layer<1-4>.<j>.conv1``/``bn1``
+/..., ``downsample.<i>``), so mmseg checkpoints load by renaming BN statistics only and
+PaddleSeg's ``ResNet_vd`` (``conv1_1._conv``, ``bb_<s>_<j>.conv0._batch_norm``, ...) by
+:func:`paddleseg_resnet_vd_to_ours`. ``forward`` returns the four stage outputs.
+
+Named variants follow timm: ``ResNet50_vd`` etc. (PaddleSeg's ResNet_vd, default
+output stride 8), ``ResNetV1c`` / ``ResNetV1d`` (mmseg, ``depth`` argument).
+"""
+import re
+
+import paddle.nn as nn
+
+from zoo.utils.checkpoint import load_pretrained
+from zoo.utils.errors import CheckpointError, ConfigError
+from zoo.utils.registry import BACKBONES
+
+from ..convert import torch_to_paddle_names
+from ..layers import BN_EPS, BN_MOMENTUM
+
+ARCH_SETTINGS = {
+    18: ('basic', (2, 2, 2, 2)),
+    34: ('basic', (3, 4, 6, 3)),
+    50: ('bottleneck', (3, 4, 6, 3)),
+    101: ('bottleneck', (3, 4, 23, 3)),
+    152: ('bottleneck', (3, 8, 36, 3)),
+}
+
+# output stride -> (strides, dilations) of the four stages (DeepLab's atrous backbones)
+OUTPUT_STRIDES = {
+    8: ((1, 2, 1, 1), (1, 1, 2, 4)),
+    16: ((1, 2, 2, 1), (1, 1, 1, 2)),
+    32: ((1, 2, 2, 2), (1, 1, 1, 1)),
+}
+
+
+def _bn(channels, momentum):
+    return nn.BatchNorm2D(channels, momentum=momentum, epsilon=BN_EPS)
+
+
+def _conv3x3(cin, cout, stride=1, dilation=1):
+    return nn.Conv2D(cin, cout, 3, stride=stride, padding=dilation, dilation=dilation, bias_attr=False)
+
+
+class BasicBlock(nn.Layer):
+    """Two 3x3 convs (ResNet-18/34). Both convs are dilated, as PaddleSeg's ResNet_vd."""
+    expansion = 1
+
+    def __init__(self, inplanes, planes, stride=1, dilation=1, downsample=None, bn_momentum=BN_MOMENTUM):
+        super().__init__()
+        self.conv1 = _conv3x3(inplanes, planes, stride, dilation)
+        self.bn1 = _bn(planes, bn_momentum)
+        self.conv2 = _conv3x3(planes, planes, 1, dilation)
+        self.bn2 = _bn(planes, bn_momentum)
+        self.relu = nn.ReLU()
+        self.downsample = downsample
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class Bottleneck(nn.Layer):
+    """1x1 -> 3x3 (carries stride and dilation, "pytorch" style) -> 1x1 (x4 channels)."""
+    expansion = 4
+
+    def __init__(self, inplanes, planes, stride=1, dilation=1, downsample=None, bn_momentum=BN_MOMENTUM):
+        super().__init__()
+        width = planes * self.expansion
+        self.conv1 = nn.Conv2D(inplanes, planes, 1, bias_attr=False)
+        self.bn1 = _bn(planes, bn_momentum)
+        self.conv2 = _conv3x3(planes, planes, stride, dilation)
+        self.bn2 = _bn(planes, bn_momentum)
+        self.conv3 = nn.Conv2D(planes, width, 1, bias_attr=False)
+        self.bn3 = _bn(width, bn_momentum)
+        self.relu = nn.ReLU()
+        self.downsample = downsample
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
+def _downsample(inplanes, outplanes, stride, avg_down, bn_momentum):
+    """Shortcut projection. With ``avg_down`` index 0 is the pool (an Identity when the
+    stage is dilated instead of strided), so parameter names stay ``downsample.1/2`` as in
+    mmseg (whose pool there is a kernel-1 AvgPool2d)."""
+    if avg_down:
+        # count_include_pad=False in mmseg == Paddle's exclusive=True (the default)
+        pool = nn.AvgPool2D(stride, stride, ceil_mode=True, exclusive=True) if stride > 1 else nn.Identity()
+        return nn.Sequential(pool, nn.Conv2D(inplanes, outplanes, 1, bias_attr=False), _bn(outplanes, bn_momentum))
+    return nn.Sequential(nn.Conv2D(inplanes, outplanes, 1, stride=stride, bias_attr=False),
+                         _bn(outplanes, bn_momentum))
+
+
+def block_dilations(num_blocks, dilation, contract_dilation=False, multi_grid=None):
+    """Dilation of every block of one stage."""
+    if multi_grid is not None:
+        if len(multi_grid) != num_blocks:
+            raise ConfigError(f'multi_grid {list(multi_grid)} needs one rate per block ({num_blocks})')
+        return [dilation * int(g) for g in multi_grid]
+    first = dilation // 2 if (contract_dilation and dilation > 1) else dilation
+    return [first] + [dilation] * (num_blocks - 1)
+
+
+@BACKBONES.register()
+class ResNet(nn.Layer):
+    """ResNet returning the outputs of its four stages (strides 4, 8, 16, 32 before dilation).
+
+    Args:
+        depth: 18, 34, 50, 101 or 152.
+        in_channels: image channels.
+        stem_channels: stem output width (the deep stem is half, half, full).
+        base_channels: width of the first stage's bottleneck.
+        deep_stem: three 3x3 convs instead of the 7x7 conv (V1c / vd).
+        avg_down: average-pool shortcut downsampling (vd / V1d).
+        strides, dilations: of each stage (first block carries the stride).
+        output_stride: 8, 16 or 32; overrides ``strides``/``dilations`` when given.
+        contract_dilation: halve the first block's dilation in dilated stages (mmseg).
+        multi_grid: unit rates of the last stage's blocks, multiplied by its dilation.
+        out_indices: which stages to return.
+        bn_momentum: Paddle BN momentum (0.9 == torch 0.1).
+        pretrained: path or URL of ImageNet weights in our, PaddleSeg's ResNet_vd or
+            mmseg/torchvision's names (the format is detected from the keys).
+    """
+
+    def __init__(self, depth=50, in_channels=3, stem_channels=64, base_channels=64, deep_stem=False,
+                 avg_down=False, strides=(1, 2, 2, 2), dilations=(1, 1, 1, 1), output_stride=None,
+                 contract_dilation=False, multi_grid=None, out_indices=(0, 1, 2, 3),
+                 bn_momentum=BN_MOMENTUM, pretrained=None):
+        super().__init__()
+        if depth not in ARCH_SETTINGS:
+            raise ConfigError(f'ResNet depth must be one of {sorted(ARCH_SETTINGS)}, got {depth!r}')
+        if output_stride is not None:
+            if output_stride not in OUTPUT_STRIDES:
+                raise ConfigError(f'ResNet output_stride must be 8, 16 or 32, got {output_stride!r}')
+            strides, dilations = OUTPUT_STRIDES[output_stride]
+        if len(strides) != 4 or len(dilations) != 4:
+            raise ConfigError(f'ResNet strides and dilations need 4 values each, got {strides}, {dilations}')
+        kind, stage_blocks = ARCH_SETTINGS[depth]
+        block = BasicBlock if kind == 'basic' else Bottleneck
+        self.depth = depth
+        self.deep_stem = deep_stem
+        self.out_indices = tuple(out_indices)
+
+        if deep_stem:
+            half = stem_channels // 2
+            self.stem = nn.Sequential(
+                nn.Conv2D(in_channels, half, 3, stride=2, padding=1, bias_attr=False), _bn(half, bn_momentum),
+                nn.ReLU(),
+                nn.Conv2D(half, half, 3, padding=1, bias_attr=False), _bn(half, bn_momentum), nn.ReLU(),
+                nn.Conv2D(half, stem_channels, 3, padding=1, bias_attr=False), _bn(stem_channels, bn_momentum),
+                nn.ReLU())
+        else:
+            self.conv1 = nn.Conv2D(in_channels, stem_channels, 7, stride=2, padding=3, bias_attr=False)
+            self.bn1 = _bn(stem_channels, bn_momentum)
+            self.relu = nn.ReLU()
+        self.maxpool = nn.MaxPool2D(3, stride=2, padding=1)
+
+        inplanes = stem_channels
+        self.feat_channels = []
+        self.res_layers = []
+        for i, num_blocks in enumerate(stage_blocks):
+            planes = base_channels * 2 ** i
+            outplanes = planes * block.expansion
+            stride = strides[i]
+            downsample = None
+            if stride != 1 or inplanes != outplanes:
+                downsample = _downsample(inplanes, outplanes, stride, avg_down, bn_momentum)
+            rates = block_dilations(num_blocks, dilations[i], contract_dilation,
+                                    multi_grid if i == len(stage_blocks) - 1 else None)
+            blocks = [block(inplanes, planes, stride, rates[0], downsample, bn_momentum)]
+            blocks += [block(outplanes, planes, 1, r, None, bn_momentum) for r in rates[1:]]
+            name = f'layer{i + 1}'
+            self.add_sublayer(name, nn.Sequential(*blocks))
+            self.res_layers.append(name)
+            self.feat_channels.append(outplanes)
+            inplanes = outplanes
+        self.feat_channels = [self.feat_channels[i] for i in self.out_indices]
+        self.pretrained = pretrained
+        if pretrained:
+            load_pretrained(self, pretrained, converter=backbone_state_dict_to_ours)
+
+    def forward_stem(self, x):
+        if self.deep_stem:
+            x = self.stem(x)
+        else:
+            x = self.relu(self.bn1(self.conv1(x)))
+        return self.maxpool(x)
+
+    def forward(self, x):
+        x = self.forward_stem(x)
+        outs = []
+        for i, name in enumerate(self.res_layers):
+            x = getattr(self, name)(x)
+            if i in self.out_indices:
+                outs.append(x)
+        return outs
+
+
+# -- named variants (timm style: a depth and the family flags over one class) ----------
+
+def _vd(depth):
+    def variant(output_stride=8, multi_grid=None, contract_dilation=False, in_channels=3,
+                out_indices=(0, 1, 2, 3), bn_momentum=BN_MOMENTUM, pretrained=None):
+        return ResNet(depth=depth, in_channels=in_channels, deep_stem=True, avg_down=True,
+                      output_stride=output_stride, contract_dilation=contract_dilation,
+                      multi_grid=multi_grid, out_indices=out_indices, bn_momentum=bn_momentum,
+                      pretrained=pretrained)
+
+    variant.__name__ = variant.__qualname__ = f'ResNet{depth}_vd'
+    variant.__doc__ = (f"PaddleSeg's ResNet{depth}_vd: deep stem + avg-pool shortcut, output stride 8 by "
+                       'default, no contract dilation; ``multi_grid`` e.g. [1, 2, 4].')
+    return BACKBONES.register(variant)
+
+
+ResNet18_vd = _vd(18)
+ResNet34_vd = _vd(34)
+ResNet50_vd = _vd(50)
+ResNet101_vd = _vd(101)
+ResNet152_vd = _vd(152)
+
+
+@BACKBONES.register()
+def ResNetV1c(depth=50, strides=(1, 2, 2, 2), dilations=(1, 1, 1, 1), output_stride=None,
+              contract_dilation=False, multi_grid=None, in_channels=3, out_indices=(0, 1, 2, 3),
+              bn_momentum=BN_MOMENTUM, pretrained=None):
+    """mmseg's ResNetV1c: deep stem, strided 1x1 shortcut. "R-50-D8" is
+    ``strides [1, 2, 1, 1], dilations [1, 1, 2, 4], contract_dilation true``."""
+    return ResNet(depth=depth, in_channels=in_channels, deep_stem=True, avg_down=False, strides=strides,
+                  dilations=dilations, output_stride=output_stride, contract_dilation=contract_dilation,
+                  multi_grid=multi_grid, out_indices=out_indices, bn_momentum=bn_momentum,
+                  pretrained=pretrained)
+
+
+@BACKBONES.register()
+def ResNetV1d(depth=50, strides=(1, 2, 2, 2), dilations=(1, 1, 1, 1), output_stride=None,
+              contract_dilation=False, multi_grid=None, in_channels=3, out_indices=(0, 1, 2, 3),
+              bn_momentum=BN_MOMENTUM, pretrained=None):
+    """mmseg's ResNetV1d: deep stem and avg-pool shortcut (the same network as ``vd``)."""
+    return ResNet(depth=depth, in_channels=in_channels, deep_stem=True, avg_down=True, strides=strides,
+                  dilations=dilations, output_stride=output_stride, contract_dilation=contract_dilation,
+                  multi_grid=multi_grid, out_indices=out_indices, bn_momentum=bn_momentum,
+                  pretrained=pretrained)
+
+
+# -- checkpoint renames (reused by the DeepLabV3 / DMNet / MCIBI importers) -------------
+
+_PDSEG_STEM = {'conv1_1': ('stem.0', 'stem.1'), 'conv1_2': ('stem.3', 'stem.4'),
+               'conv1_3': ('stem.6', 'stem.7')}
+# PaddleSeg block layer -> (our conv, our bn); Bottleneck has conv0..conv2, BasicBlock conv0..conv1
+_PDSEG_BLOCK = {'conv0': ('conv1', 'bn1'), 'conv1': ('conv2', 'bn2'), 'conv2': ('conv3', 'bn3'),
+                'short': ('downsample.1', 'downsample.2')}
+_PDSEG_KEY = re.compile(r'^(?:(conv1_[123])|bb_(\d+)_(\d+)\.(conv0|conv1|conv2|short))'
+                        r'\.(_conv\.weight|_batch_norm\.(?:weight|bias|_mean|_variance))$')
+
+
+def paddleseg_resnet_vd_key(key):
+    """One PaddleSeg ResNet_vd key (``bb_2_0.short._batch_norm._mean``) in our names, or None."""
+    m = _PDSEG_KEY.match(key)
+    if m is None:
+        return None
+    stem, stage, idx, part, leaf = m.groups()
+    conv, bn = _PDSEG_STEM[stem] if stem else _PDSEG_BLOCK[part]
+    prefix = '' if stem else f'layer{int(stage) + 1}.{int(idx)}.'
+    if leaf == '_conv.weight':
+        return f'{prefix}{conv}.weight'
+    return f'{prefix}{bn}.{leaf.split(".", 1)[1]}'
+
+
+def paddleseg_resnet_vd_to_ours(sd, src_prefix='', dst_prefix='', strict=True):
+    """Rename PaddleSeg ResNet_vd keys under ``src_prefix`` to ours under ``dst_prefix``.
+
+    With ``strict`` a key under ``src_prefix`` that is not a ResNet_vd parameter raises
+    (naming it); keys outside ``src_prefix`` are returned untouched.
+    """
+    out = {}
+    for k, v in sd.items():
+        if not k.startswith(src_prefix):
+            out[k] = v
+            continue
+        new = paddleseg_resnet_vd_key(k[len(src_prefix):])
+        if new is None:
+            if strict:
+                raise CheckpointError(f'PaddleSeg ResNet_vd key {k!r} has no counterpart in our ResNet')
+            out[k] = v
+            continue
+        out[dst_prefix + new] = v
+    return out
+
+
+def mmseg_resnet_to_ours(sd):
+    """mmseg / torchvision-style ResNet names are ours; only BN statistics are renamed."""
+    return torch_to_paddle_names(sd)
+
+
+def backbone_state_dict_to_ours(sd):
+    """Detect the format of ImageNet weights and rename them for :class:`ResNet`.
+
+    * PaddleSeg's ResNet_vd (``conv1_1._conv.weight``, ``bb_0_0...``)
+    * PyTorch / mmseg (``stem.0.weight`` or ``conv1.weight``, ``running_mean``)
+    * ours (passed through). An optional ``backbone.`` prefix is stripped. The ImageNet
+      classifier (``fc.*``, ``out.*``) is left in and reported as unexpected.
+    """
+    if any(k.startswith('backbone.') for k in sd):
+        sd = {k[len('backbone.'):]: v for k, v in sd.items() if k.startswith('backbone.')}
+    if any(k.startswith(('conv1_1.', 'bb_')) for k in sd):
+        return paddleseg_resnet_vd_to_ours(sd, strict=False)
+    if any(k.endswith(('.running_mean', '.running_var')) for k in sd):
+        return mmseg_resnet_to_ours(sd)
+    return sd
