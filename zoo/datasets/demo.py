@@ -37,19 +37,20 @@ from ..utils.registry import DATASETS
 from .base import read_label
 from .cityscapes import Cityscapes
 
-DEMO_CLASSES = ('background', 'disc', 'rectangle', 'triangle', 'ring', 'bar', 'cross', 'star')
-DEMO_PALETTE = ((0, 0, 0), (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
-                (145, 30, 180), (70, 240, 240))
+DEMO_CLASSES = ('background', 'disc', 'rectangle', 'triangle', 'ring', 'cross')
+DEMO_PALETTE = ((0, 0, 0), (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (145, 30, 180))
 IGNORE = 255
 
 # Each shape class has a typical hue (evenly spaced, 51 degrees apart) drawn with a jitter wide
 # enough that neighbouring classes overlap, and 20 % of objects take any hue; clutter uses the
 # same saturated colors, so color says something but never enough.
-_HUE_JITTER = 26.0
-_OFF_HUE = 0.2
+_HUE_JITTER = 18.0
+_OFF_HUE = 0.1
 _TEXTURES = ('solid', 'checker', 'stripes', 'dots', 'speckle', 'grid')
 # class id -> its typical texture
-_CLASS_TEXTURE = {1: 'solid', 2: 'checker', 3: 'stripes', 4: 'solid', 5: 'grid', 6: 'dots', 7: 'speckle'}
+_CLASS_TEXTURE = {1: 'solid', 2: 'checker', 3: 'stripes', 4: 'solid', 5: 'dots'}
+_NUM_SHAPES = len(_CLASS_TEXTURE)
+_RANDOM_TEXTURE = 0.03
 _SPLITS = {'train': (0, ('aachen', 'bremen', 'cologne')), 'val': (1, ('frankfurt', 'lindau'))}
 
 
@@ -80,18 +81,11 @@ def _draw_shape(mask, cls, cx, cy, r, angle, rng):
     elif cls == 4:  # ring
         cv2.circle(mask, (int(round(cx)), int(round(cy))), int(round(r)), 1, -1)
         cv2.circle(mask, (int(round(cx)), int(round(cy))), int(round(r * rng.uniform(0.45, 0.6))), 0, -1)
-    elif cls == 5:  # bar: long, thin
-        L, T = r * 2.4, r * rng.uniform(0.55, 0.75)
-        poly(np.array([[-L, -T], [L, -T], [L, T], [-L, T]]) / 2)
-    elif cls == 6:  # cross
+    elif cls == 5:  # cross
         L, T = r * 1.15, r * 0.38
         arm = np.array([[-L, -T], [L, -T], [L, T], [-L, T]])
         poly(arm)
         poly(arm[:, ::-1])
-    elif cls == 7:  # five-pointed star
-        t = np.arange(10) * np.pi / 5 - np.pi / 2
-        rad = np.where(np.arange(10) % 2 == 0, r * 1.3, r * 0.6)
-        poly(np.stack([np.cos(t) * rad, np.sin(t) * rad], 1))
     return mask
 
 
@@ -134,12 +128,12 @@ def _class_color(rng, cls):
     if rng.random() < _OFF_HUE:
         hue = rng.uniform(0, 360)
     else:
-        hue = (cls - 1) * 360.0 / 7 + rng.normal(0, _HUE_JITTER)
+        hue = (cls - 1) * 360.0 / _NUM_SHAPES + rng.normal(0, _HUE_JITTER)
     return _hsv_color(hue, rng.uniform(0.45, 1.0), rng.uniform(0.55, 1.0))
 
 
 def _clutter_color(rng):
-    return _class_color(rng, int(rng.integers(1, 8)))
+    return _class_color(rng, int(rng.integers(1, _NUM_SHAPES + 1)))
 
 
 def _background_color(rng):
@@ -159,14 +153,14 @@ def _background(rng, h, w, yy, xx):
     img += cv2.resize(blotch, (w, h), interpolation=cv2.INTER_CUBIC)
     s = min(h, w)
     # unlabelled clutter: thin lines, small dots, small smooth blobs
-    for _ in range(rng.integers(2, 6)):
+    for _ in range(rng.integers(1, 4)):
         p0 = (int(rng.integers(0, w)), int(rng.integers(0, h)))
         p1 = (int(rng.integers(0, w)), int(rng.integers(0, h)))
         cv2.line(img, p0, p1, _clutter_color(rng).tolist(), int(rng.integers(1, 3)))
-    for _ in range(rng.integers(3, 12)):
+    for _ in range(rng.integers(2, 8)):
         c = (int(rng.integers(0, w)), int(rng.integers(0, h)))
         cv2.circle(img, c, int(rng.integers(1, max(2, s // 40) + 1)), _clutter_color(rng).tolist(), -1)
-    for _ in range(rng.integers(0, 4)):
+    for _ in range(rng.integers(0, 3)):
         c = (int(rng.integers(0, w)), int(rng.integers(0, h)))
         axes = (int(s * rng.uniform(0.03, 0.06)), int(s * rng.uniform(0.02, 0.04)))
         cv2.ellipse(img, c, axes, float(rng.uniform(0, 180)), 0, 360, _clutter_color(rng).tolist(), -1)
@@ -181,9 +175,9 @@ def make_sample(rng, height, width):
     label = np.zeros((h, w), np.uint8)
     s = min(h, w)
     mask = np.zeros((h, w), np.uint8)
-    for _ in range(rng.integers(4, 9)):
-        cls = int(rng.integers(1, 8))
-        r = s * rng.uniform(0.13, 0.34)
+    for _ in range(rng.integers(3, 7)):
+        cls = int(rng.integers(1, _NUM_SHAPES + 1))
+        r = s * rng.uniform(0.16, 0.36)
         cx, cy = rng.uniform(0.02 * w, 0.98 * w), rng.uniform(0.08 * h, 0.92 * h)
         mask[:] = 0
         _draw_shape(mask, cls, cx, cy, r, rng.uniform(0, 2 * np.pi), rng)
@@ -198,12 +192,12 @@ def make_sample(rng, height, width):
             if np.abs(a - under).sum() > 90:
                 break
         b = a * rng.uniform(0.3, 0.55)
-        kind = _CLASS_TEXTURE[cls] if rng.random() < 0.95 else _TEXTURES[rng.integers(len(_TEXTURES))]
+        kind = _CLASS_TEXTURE[cls] if rng.random() >= _RANDOM_TEXTURE else _TEXTURES[rng.integers(len(_TEXTURES))]
         t = _texture(kind, yy[y0:y1, x0:x1], xx[y0:y1, x0:x1], r, rng)[..., None]
         patch = img[y0:y1, x0:x1]
         patch[region] = (a * (1 - t) + b * t)[region]
         label[y0:y1, x0:x1][region] = cls
-    for _ in range(rng.integers(0, 3)):  # thin unlabelled lines over everything
+    for _ in range(rng.integers(0, 2)):  # thin unlabelled lines over everything
         p0 = (int(rng.integers(0, w)), int(rng.integers(0, h)))
         p1 = (int(rng.integers(0, w)), int(rng.integers(0, h)))
         cv2.line(img, p0, p1, _clutter_color(rng).tolist(), 1)

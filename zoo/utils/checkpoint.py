@@ -126,7 +126,7 @@ def read_state_dict(path_or_url, what='weights'):
     path = resolve_path(path_or_url)
     if str(path).endswith(('.tar.gz', '.tgz', '.tar')):
         path = weights_from_archive(path)
-    if str(path).endswith(('.pth', '.pt', '.bin')):
+    if str(path).endswith(('.pth', '.pt', '.bin')) or _is_zip(path):
         from .torch_io import load_torch_state_dict
         return load_torch_state_dict(path)
     sd = load_file(path, what)
