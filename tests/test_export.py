@@ -1,0 +1,297 @@
+"""tools/export.py / zoo.export: static-graph export + deploy.yaml, and parity with dygraph.
+
+Parity (the exported program through Paddle Inference with oneDNN and through ONNX Runtime
+vs the dygraph model): max |diff| <= 1e-4 of the logit range and equal argmax wherever
+dygraph's top-2 margin is larger than that tolerance (a tie can go either way under float
+reordering), at batch 1 and 2 and at sizes not divisible by 32.
+
+Costs (2 cores): the tiny-model tests take seconds; ``test_model_parity`` exports one
+config per architecture (~10-60 s each, marked ``export_parity``); ``test_every_config_exports``
+exports every config in configs/ and is marked ``slow``.
+"""
+import copy
+import glob
+import importlib.util
+import os
+import subprocess
+import sys
+
+import numpy as np
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+import pytest
+import yaml
+
+import zoo
+from zoo.export import (_adaptive_avg_pool2d_by_slices, check_input_shape, deploy_transforms, export_model,
+                        without_pretrained)
+from zoo.utils.config import Config
+from zoo.utils.errors import CheckpointError, ConfigError
+from zoo.utils.registry import MODELS
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, 'deploy', 'python'))
+import infer  # noqa: E402  (deploy/python/infer.py)
+
+HAS_ONNX = importlib.util.find_spec('paddle2onnx') is not None and importlib.util.find_spec('onnxruntime') is not None
+
+
+@MODELS.register()
+class ExportTestNet(nn.Layer):
+    """Tiny model whose forward depends on the input size (pyramid pooling, resize to input)."""
+
+    def __init__(self, num_classes=4, align_corners=False, pretrained=None):
+        super().__init__()
+        self.num_classes = num_classes
+        self.align_corners = align_corners
+        self.stem = nn.Sequential(nn.Conv2D(3, 8, 3, stride=2, padding=1), nn.BatchNorm2D(8), nn.ReLU())
+        self.pools = nn.LayerList([nn.AdaptiveAvgPool2D(s) for s in (1, 3)])
+        self.cls = nn.Conv2D(8 * 3, num_classes, 1)
+        self.aux = nn.Conv2D(8, num_classes, 1)
+
+    def forward(self, x):
+        f = self.stem(x)
+        size = paddle.shape(f)[2:]
+        feats = [f] + [F.interpolate(p(f), size, mode='bilinear', align_corners=self.align_corners)
+                       for p in self.pools]
+        out = F.interpolate(self.cls(paddle.concat(feats, 1)), paddle.shape(x)[2:], mode='bilinear',
+                            align_corners=self.align_corners)
+        if self.training:
+            return [out, F.interpolate(self.aux(f), paddle.shape(x)[2:], mode='bilinear')]
+        return [out]
+
+
+def tiny_config(**model):
+    return {
+        'model': {'type': 'ExportTestNet', 'num_classes': 4, **model},
+        'val_dataset': {'type': 'Dataset', 'dataset_root': '.', 'num_classes': 4,
+                        'transforms': [{'type': 'Resize', 'target_size': [96, 64], 'keep_ratio': True},
+                                       {'type': 'Normalize', 'mean': [123.675, 116.28, 103.53],
+                                        'std': [58.395, 57.12, 57.375]}]},
+    }
+
+
+def calibrate_bn(model, shape=(2, 3, 64, 96), seed=0, num_classes=None):
+    """Random weights explode in eval mode unless BN statistics roughly match the data: average
+    the initial statistics (mean 0, var 1) with those of one random batch (momentum 0.5). Pure
+    batch statistics would give dead channels a variance of ~0, i.e. a 1/sqrt(eps) = 316x gain
+    that amplifies float32 rounding far beyond what a trained model sees."""
+    bns = [m for m in model.sublayers() if isinstance(m, nn.layer.norm._BatchNormBase)]
+    saved = [m._momentum for m in bns]
+    for m in bns:
+        m._momentum = 0.5
+    model.train()
+    x = np.random.RandomState(seed).uniform(-2, 2, shape).astype('float32')
+    with paddle.no_grad():
+        model(paddle.to_tensor(x))
+    for m, mom in zip(bns, saved):
+        m._momentum = mom
+    model.eval()
+    scale_classifier(model, x, num_classes)
+    return model
+
+
+def scale_classifier(model, x, num_classes=None, target_std=4.0):
+    """Give the logits a trained model's spread. The classifier's N(0, 0.01) init makes random
+    logits ~100x smaller than the features before it, so float32 reordering noise of the
+    features (identical in any two correct backends) would look large next to the logit
+    range. The classifier is a 1x1 conv followed only by a linear resize, so scaling its
+    weight and bias scales the logits exactly."""
+    n = num_classes or getattr(model, 'num_classes', None)
+    convs = [(name, m) for name, m in model.named_sublayers()
+             if isinstance(m, nn.Conv2D) and 'aux' not in name and m.weight.shape[0] == n]
+    named = [c for c in convs if c[0].endswith(('conv_seg', 'cls', 'classifier'))]
+    if not (named or convs):
+        return
+    conv = (named or convs)[-1][1]
+    with paddle.no_grad():
+        std = float(model(paddle.to_tensor(x))[0].numpy().std())
+        if std <= 0:
+            return
+        f = target_std / std
+        conv.weight.set_value(conv.weight * f)
+        if conv.bias is not None:
+            conv.bias.set_value(conv.bias * f)
+
+
+def config_num_classes(cfg):
+    from zoo.builder import dataset_num_classes
+    return cfg.get('model.num_classes') or dataset_num_classes(cfg)
+
+
+def assert_parity(ref, out, what):
+    ref, out = np.asarray(ref, np.float64), np.asarray(out, np.float64)
+    assert out.shape == ref.shape, f'{what}: shape {out.shape} vs dygraph {ref.shape}'
+    assert np.isfinite(ref).all(), f'{what}: dygraph logits not finite'
+    tol = 1e-4 * max(float(ref.max() - ref.min()), 1e-6)
+    diff = float(np.abs(out - ref).max())
+    assert diff <= tol, f'{what}: max abs diff {diff:.3g} > {tol:.3g} (1e-4 of the logit range)'
+    top2 = np.sort(ref, axis=1)[:, -2:]
+    decided = (top2[:, 1] - top2[:, 0]) > 2 * tol
+    same = out.argmax(1) == ref.argmax(1)
+    assert same[decided].all(), f'{what}: argmax differs at {(~same & decided).sum()} decided pixels'
+    return diff
+
+
+def export_and_compare(cfg_or_dict, tmp_path, shapes, with_onnx=True, seed=0):
+    """Build (BN-calibrated random weights), save weights, export, compare every backend."""
+    cfg = cfg_or_dict if isinstance(cfg_or_dict, Config) else Config(cfg_or_dict)
+    cfg = without_pretrained(cfg)
+    paddle.seed(seed)
+    model = calibrate_bn(zoo.build_model(cfg), num_classes=config_num_classes(cfg))
+    weights = str(tmp_path / 'model.pdparams')
+    paddle.save(model.state_dict(), weights)
+    out_dir = tmp_path / 'export'
+    fmt = 'onnx' if with_onnx else 'paddle'
+    export_model(cfg, str(out_dir), model_path=weights, output_op='none', fmt=fmt)
+    dcfg = infer.DeployConfig(str(out_dir / 'deploy.yaml'))
+    backends = [infer.Predictor(dcfg, backend='paddle', enable_mkldnn=True, cpu_threads=2)]
+    if with_onnx:
+        backends.append(infer.Predictor(dcfg, backend='onnxruntime', cpu_threads=2))
+    diffs = {}
+    rng = np.random.RandomState(seed)
+    for shape in shapes:
+        x = rng.uniform(-2, 2, shape).astype('float32')
+        with paddle.no_grad():
+            ref = model(paddle.to_tensor(x))[0].numpy()
+        for p in backends:
+            diffs[(p.backend, tuple(shape))] = assert_parity(ref, p.run(x), f'{cfg.path} {p.backend} {shape}')
+    return diffs
+
+
+# -- the export itself ----------------------------------------------------------------
+
+def test_export_writes_program_params_and_deploy_yaml(tmp_path):
+    deploy = export_model(Config(tiny_config()), str(tmp_path / 'out'))
+    files = set(os.listdir(tmp_path / 'out'))
+    assert {'model.json', 'model.pdiparams', 'deploy.yaml'} <= files  # Paddle 3 / PIR
+    with open(tmp_path / 'out' / 'deploy.yaml') as f:
+        d = yaml.safe_load(f)['Deploy']
+    assert d == deploy
+    assert set(d['sha256']) == {'model.json', 'model.pdiparams'}
+    assert d['model'] == 'model.json' and d['params'] == 'model.pdiparams'
+    assert d['input_shape'] == [-1, 3, -1, -1]
+    assert d['output_op'] == 'argmax' and d['output_dtype'] == 'int32'
+    assert d['transforms'] == [{'type': 'Resize', 'target_size': [96, 64], 'keep_ratio': True},
+                               {'type': 'Normalize', 'mean': [123.675, 116.28, 103.53],
+                                'std': [58.395, 57.12, 57.375]}]
+    assert not [f for f in os.listdir(tmp_path) if f.startswith('.')], 'temporary export folder left behind'
+
+
+def test_deploy_transforms_spell_out_defaults_and_prefer_export_section():
+    cfg = Config({**tiny_config(), 'val_dataset': {'type': 'Dataset', 'dataset_root': '.',
+                                                   'transforms': [{'type': 'Normalize'}]}})
+    assert deploy_transforms(cfg) == [{'type': 'Normalize', 'mean': [127.5] * 3, 'std': [127.5] * 3}]
+    cfg = Config({**tiny_config(), 'export': {'transforms': [{'type': 'ResizeByShort', 'short_size': 32}]}})
+    assert deploy_transforms(cfg) == [{'type': 'ResizeByShort', 'short_size': 32, 'max_size': -1}]
+
+
+def test_argmax_and_softmax_outputs_and_fixed_shape(tmp_path):
+    cfg = Config(tiny_config())
+    paddle.seed(1)
+    model = calibrate_bn(zoo.build_model(cfg))
+    paddle.save(model.state_dict(), str(tmp_path / 'w.pdparams'))
+    x = np.random.RandomState(1).uniform(-2, 2, (2, 3, 40, 56)).astype('float32')
+    with paddle.no_grad():
+        ref = model(paddle.to_tensor(x))[0].numpy()
+    export_model(cfg, str(tmp_path / 'am'), model_path=str(tmp_path / 'w.pdparams'), output_op='argmax')
+    out = infer.Predictor(infer.DeployConfig(str(tmp_path / 'am' / 'deploy.yaml')), cpu_threads=1).run(x)
+    assert out.dtype == np.int32 and out.shape == (2, 40, 56)
+    top2 = np.sort(ref, 1)[:, -2:]
+    decided = top2[:, 1] - top2[:, 0] > 1e-4
+    assert (out == ref.argmax(1))[decided].all()
+
+    export_model(cfg, str(tmp_path / 'sm'), model_path=str(tmp_path / 'w.pdparams'), output_op='softmax',
+                 input_shape=[2, 3, 40, 56])
+    dcfg = infer.DeployConfig(str(tmp_path / 'sm' / 'deploy.yaml'))
+    assert dcfg.input_shape == [2, 3, 40, 56] and dcfg.output_dtype == 'float32'
+    pred = infer.Predictor(dcfg, cpu_threads=1)
+    prob = pred.run(x)
+    np.testing.assert_allclose(prob, F.softmax(paddle.to_tensor(ref), axis=1).numpy(), atol=1e-5)
+    with pytest.raises(infer.DeployError, match='exported for input_shape'):
+        pred.run(x[:, :, :32])
+
+
+def test_adaptive_pool_by_slices_matches_native_for_odd_sizes():
+    x = paddle.to_tensor(np.random.RandomState(0).rand(2, 3, 11, 17).astype('float32'))
+    for s in (1, 2, 3, 6, (2, 5)):
+        np.testing.assert_allclose(_adaptive_avg_pool2d_by_slices(x, s).numpy(),
+                                   F.adaptive_avg_pool2d(x, s).numpy(), atol=1e-6)
+
+
+@pytest.mark.skipif(not HAS_ONNX, reason='paddle2onnx / onnxruntime not installed (pip install -e .[onnx])')
+def test_tiny_model_parity_paddle_inference_and_onnx(tmp_path):
+    diffs = export_and_compare(tiny_config(), tmp_path, [(1, 3, 64, 96), (2, 3, 67, 101), (1, 3, 333, 517)])
+    assert len(diffs) == 6
+
+
+def test_bad_inputs_fail_in_one_line(tmp_path):
+    cfg = Config(tiny_config())
+    with pytest.raises(CheckpointError, match='does not exist'):
+        export_model(cfg, str(tmp_path / 'a'), model_path=str(tmp_path / 'missing.pdparams'))
+    other = zoo.build_model(Config(tiny_config(num_classes=7)))
+    paddle.save(other.state_dict(), str(tmp_path / 'other.pdparams'))
+    with pytest.raises(CheckpointError, match='shape mismatch'):
+        export_model(cfg, str(tmp_path / 'b'), model_path=str(tmp_path / 'other.pdparams'))
+    for bad in ([1, 3, 64], [1, 1, 64, 64], [1, 3, 0, 64]):
+        with pytest.raises(ConfigError, match='--input_shape'):
+            check_input_shape(bad)
+    crop = copy.deepcopy(tiny_config())
+    crop['val_dataset']['transforms'].insert(0, {'type': 'RandomCrop', 'crop_size': [32, 32]})
+    with pytest.raises(ConfigError, match='RandomCrop cannot be deployed'):
+        export_model(Config(crop), str(tmp_path / 'c'))
+    assert not os.path.exists(tmp_path / 'c')
+
+
+@pytest.mark.skipif(not os.path.isfile(os.path.join(REPO, 'zoo', 'utils', 'cli.py')),
+                    reason='zoo/utils/cli.py (main_wrapper) not written yet')
+def test_cli_exits_with_one_line_on_a_missing_config(tmp_path):
+    r = subprocess.run([sys.executable, os.path.join(REPO, 'tools', 'export.py'), '--config',
+                        str(tmp_path / 'nope.yml'), '--save_dir', str(tmp_path / 'o')],
+                       capture_output=True, text=True, cwd=REPO)
+    assert r.returncode != 0
+    lines = [ln for ln in r.stderr.strip().splitlines() + r.stdout.strip().splitlines() if 'nope.yml' in ln]
+    assert len(lines) == 1 and 'does not exist' in lines[0] and 'Traceback' not in r.stderr
+
+
+# -- every model in the repo ----------------------------------------------------------
+
+def model_configs():
+    return sorted(p for p in glob.glob(os.path.join(REPO, 'configs', '**', '*.yml'), recursive=True)
+                  if '_base_' not in p.split(os.sep))
+
+
+def _depth(path):
+    node = Config(path).get('model.backbone') or {}
+    return node.get('depth', 0) if isinstance(node, dict) else 0
+
+
+def one_config_per_model():
+    """The lightest config of each model type (by backbone depth, then name)."""
+    by_type = {}
+    for p in model_configs():
+        by_type.setdefault(Config(p).get('model.type'), []).append(p)
+    return {t: sorted(ps, key=lambda p: (_depth(p), '101' in p, p))[0] for t, ps in sorted(by_type.items())}
+
+
+HEAVY_PARAMS = 5_000_000  # above this, parity runs at the two small sizes only
+
+
+@pytest.mark.export_parity
+@pytest.mark.skipif(not HAS_ONNX, reason='paddle2onnx / onnxruntime not installed (pip install -e .[onnx])')
+@pytest.mark.parametrize('model_type', list(one_config_per_model()))
+def test_model_parity(model_type, tmp_path):
+    path = one_config_per_model()[model_type]
+    cfg = Config(path)
+    n_params = sum(int(np.prod(p.shape)) for p in zoo.build_model(without_pretrained(cfg)).parameters())
+    shapes = [(1, 3, 64, 96), (2, 3, 67, 101)]
+    if n_params <= HEAVY_PARAMS:
+        shapes.append((1, 3, 333, 517))
+    export_and_compare(cfg, tmp_path, shapes)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('path', model_configs(), ids=lambda p: os.path.relpath(p, REPO))
+def test_every_config_exports(path, tmp_path):
+    export_and_compare(Config(path), tmp_path, [(2, 3, 67, 101)], with_onnx=HAS_ONNX)
