@@ -5,6 +5,8 @@ PIP ?= $(PYTHON) -m pip
 DEMO_ROOT ?= data/demo
 DEMO_OUT ?= output/demo
 DEMO_CONFIG ?= configs/demo/fast_scnn_demo.yml
+# Paddle's dygraph CPU kernels use one thread, so two data-parallel processes use both cores.
+DEMO_PROCS ?= 2
 
 .PHONY: install install-test demo test clean
 
@@ -18,8 +20,10 @@ install-test: install
 
 demo: install
 	$(PYTHON) tools/make_demo_data.py --root $(DEMO_ROOT)
-	$(PYTHON) tools/train.py --config $(DEMO_CONFIG) --save_dir $(DEMO_OUT) --do_eval --use_vdl --num_workers 2
-	$(PYTHON) tools/val.py --config $(DEMO_CONFIG) --model_path $(DEMO_OUT)/best_model/model.pdparams
+	rm -rf $(DEMO_OUT)
+	$(PYTHON) -m paddle.distributed.launch --nproc_per_node $(DEMO_PROCS) --log_dir $(DEMO_OUT)/log \
+		tools/train.py --config $(DEMO_CONFIG) --save_dir $(DEMO_OUT) --do_eval --use_vdl --num_workers 1 --device cpu
+	$(PYTHON) tools/val.py --config $(DEMO_CONFIG) --model_path $(DEMO_OUT)/best_model/model.pdparams --device cpu
 
 test: install-test
 	$(PYTHON) -m pytest tests -q -p no:cacheprovider --durations=15

@@ -5,7 +5,7 @@
 
 For each config folder (one architecture), the lightest config (smallest backbone depth) is
 the base of ``<name>_demo.yml``: the same model and loss on the generated demo data
-(8 classes, test_tipc/prepare.sh), no pretrained downloads, with the config's own val
+(test_tipc/prepare.sh), no pretrained downloads, with the config's own val
 normalization. ``train_infer_python.txt`` holds the chain in PaddleSeg's key:value layout.
 """
 import argparse
@@ -16,8 +16,11 @@ import sys
 
 import yaml
 
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+
+from zoo.datasets.demo import DEMO_CLASSES  # noqa: E402
 
 TXT = """===========================train_params===========================
 model_name:{name}
@@ -76,8 +79,14 @@ infer_extra:--warmup 1 --repeats 2
 
 
 def _depth(cfg):
-    node = cfg.get('model.backbone') or {}
-    return node.get('depth', 0) if isinstance(node, dict) else 0
+    """Backbone depth of a ResNet-family config; other backbones sort after every ResNet."""
+    node = cfg.get('model.backbone')
+    if isinstance(node, dict) and isinstance(node.get('depth'), int):
+        return node['depth']
+    if isinstance(node, dict) and str(node.get('type', '')).startswith('ResNet'):
+        digits = ''.join(ch for ch in node['type'] if ch.isdigit())
+        return int(digits) if digits else 50
+    return 0 if not isinstance(node, dict) else 10 ** 6
 
 
 def model_folders():
@@ -106,7 +115,7 @@ def demo_config(base_path):
     cfg = Config(base_path)
     normalize = [t for t in cfg.get('val_dataset.transforms') or [] if t.get('type') == 'Normalize']
     normalize = normalize or [{'type': 'Normalize'}]
-    model = {'num_classes': 8, **_no_pretrained(cfg.get('model'))}
+    model = {'num_classes': len(DEMO_CLASSES), **_no_pretrained(cfg.get('model'))}
 
     def ds(mode, transforms):
         return {'_inherited_': False, 'type': 'DemoShapes', 'dataset_root': 'test_tipc/data/demo', 'mode': mode,

@@ -86,8 +86,8 @@ def test_demo_layout_and_dataset(demo_root):
             assert os.path.isfile(img_path) and os.path.isfile(label_path)
     tr = DemoShapes(demo_root, [], mode='train')
     va = DemoShapes(demo_root, [], mode='val')
-    assert len(tr) == 4 and len(va) == 2 and tr.num_classes == len(DEMO_CLASSES) == 8
-    assert len(DemoShapes.PALETTE) == 8
+    assert len(tr) == 4 and len(va) == 2 and tr.num_classes == len(DEMO_CLASSES) == 6
+    assert len(DemoShapes.PALETTE) == 6
     img, label = va[0]
     assert img.shape == (3, 64, 128)
     vals = set(np.unique(label).tolist())
@@ -228,6 +228,6 @@ def test_demo_dataset_builds_from_config_and_gives_num_classes(demo_root):
     cfg = {'train_dataset': dict(type='DemoShapes', dataset_root=demo_root, mode='train',
                                  transforms=[dict(type='RandomPaddingCrop', crop_size=[64, 32]),
                                              dict(type='Normalize')])}
-    assert dataset_num_classes(as_config(cfg)) == 8
+    assert dataset_num_classes(as_config(cfg)) == 6
     img, label = build_dataset(cfg)[0]
     assert img.shape == (3, 32, 64) and label.max() <= 255

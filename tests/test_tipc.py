@@ -10,6 +10,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, 'test_tipc'))
 import chain  # noqa: E402  (test_tipc/chain.py)
 import gen_chains  # noqa: E402
+from zoo.datasets.demo import DEMO_CLASSES
 
 FASTSCNN_TXT = os.path.join(REPO, 'test_tipc', 'configs', 'fastscnn', 'train_infer_python.txt')
 
@@ -27,7 +28,7 @@ def test_every_model_in_configs_has_a_chain_whose_config_builds():
         yml = cfg_line.split('--config ')[1].split()[0]
         cfg = Config(os.path.join(REPO, yml))
         validate_config(cfg)
-        assert cfg.get('train_dataset.type') == 'DemoShapes' and cfg.get('model.num_classes') == 8
+        assert cfg.get('train_dataset.type') == 'DemoShapes' and cfg.get('model.num_classes') == len(DEMO_CLASSES)
         assert 'http' not in repr(cfg.get('model')), f'{yml}: a chain must not download weights'
 
 
