@@ -212,3 +212,25 @@ def test_parse_test_config_errors(tc, needle):
     with pytest.raises(ConfigError) as e:
         parse_test_config(tc, where='test_config')
     assert needle in str(e.value) and '\n' not in str(e.value)
+
+
+def test_horizontal_flip_swaps_left_right_class_channels():
+    """LIP: a flipped pass's left-arm channel becomes the right-arm channel once un-flipped."""
+    import paddle
+    from zoo.engine.inference import inference
+
+    class ChannelId(paddle.nn.Layer):
+        def forward(self, x):  # logits whose channel c is the constant c (+ a ramp in x)
+            n, _, h, w = x.shape
+            base = paddle.arange(4, dtype='float32').reshape([1, 4, 1, 1]) * 10
+            ramp = paddle.arange(w, dtype='float32').reshape([1, 1, 1, w])
+            return [paddle.tile(base + ramp, [n, 1, h, 1])]
+
+    img = paddle.zeros([1, 3, 2, 3])
+    out = inference(ChannelId(), img, flip_horizontal=True, merge='logits', flip_swap_pairs=[(1, 2)]).numpy()
+    ramp = np.arange(3, dtype='float32')
+    expected = {0: 0, 1: 10, 2: 20, 3: 30}
+    # plain pass: channel c = 10c + ramp; flipped pass after un-flip: 10c + flipped ramp, with 1 and 2 exchanged
+    for c, v in expected.items():
+        swapped = {1: 20, 2: 10}.get(c, v)
+        np.testing.assert_allclose(out[0, c, 0], (v + ramp + swapped + ramp[::-1]) / 2)

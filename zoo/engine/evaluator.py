@@ -83,7 +83,8 @@ def evaluate(model, dataset, test_kwargs=None, num_workers=0, print_detail=True,
     try:
         with paddle.no_grad():
             for k, (img, label) in enumerate(_samples(dataset, indices, num_workers)):
-                logits = inference(model, img, ori_shape=label.shape[-2:], **test_kwargs)
+                logits = inference(model, img, ori_shape=label.shape[-2:],
+                                   flip_swap_pairs=getattr(dataset, 'FLIP_PAIRS', ()), **test_kwargs)
                 pred = paddle.argmax(logits, axis=1).numpy()[0]
                 cm.update(pred, label)
                 if palette is not None and k < num_vis and rank == 0:

@@ -102,6 +102,18 @@ def _single_pass(model, img, mode, crop_size, stride, pad_to_crop):
     raise ValueError(f"mode must be 'whole' or 'slide', got {mode!r}")
 
 
+def swap_channels(logits, pairs):
+    """Exchange left/right class channels (e.g. LIP's arms) of a horizontally flipped pass, so
+    that its un-flipped prediction means the same classes as the plain pass (as sssegmentation
+    does for LIP)."""
+    if not pairs:
+        return logits
+    order = list(range(int(logits.shape[1])))
+    for a, b in pairs:
+        order[a], order[b] = order[b], order[a]
+    return paddle.index_select(logits, paddle.to_tensor(order, dtype='int64'), axis=1)
+
+
 def flip_combinations(flip_horizontal=False, flip_vertical=False):
     """``[(h, v), ...]`` passes, PaddleSeg's order: none, h, v, h+v."""
     combos = [(False, False)]
@@ -115,10 +127,13 @@ def flip_combinations(flip_horizontal=False, flip_vertical=False):
 
 
 def inference(model, img, ori_shape=None, mode='whole', crop_size=None, stride=None, flip_horizontal=False,
-              flip_vertical=False, scales=(1.0,), align_corners=None, merge='softmax', pad_to_crop=False):
+              flip_vertical=False, scales=(1.0,), align_corners=None, merge='softmax', pad_to_crop=False,
+              flip_swap_pairs=()):
     """Segment a normalized batch ``img`` [N, 3, H, W]; returns scores [N, C, *ori_shape].
 
     ``crop_size``/``stride`` are ``(h, w)`` (``parse_test_config`` converts PaddleSeg's ``[w, h]``);
+    ``flip_swap_pairs`` (a dataset's ``FLIP_PAIRS``) swaps left/right class channels of
+    horizontally flipped passes;
     ``align_corners`` defaults to the model's. Call it under ``paddle.no_grad()`` with the model in
     eval mode (the evaluator and predictor do).
     """
@@ -138,6 +153,8 @@ def inference(model, img, ori_shape=None, mode='whole', crop_size=None, stride=N
         x = _resize(img, size, align_corners)
         for fh, fv in flips:
             logit = _flip(_single_pass(model, _flip(x, fh, fv), mode, crop_size, stride, pad_to_crop), fh, fv)
+            if fh:
+                logit = swap_channels(logit, flip_swap_pairs)
             logit = _resize(logit, ori_shape, align_corners)
             if n_passes == 1:
                 return logit
