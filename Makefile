@@ -26,7 +26,7 @@ demo: install
 	$(PYTHON) tools/val.py --config $(DEMO_CONFIG) --model_path $(DEMO_OUT)/best_model/model.pdparams --device cpu
 
 test: install-test
-	$(PYTHON) -m pytest tests -q -p no:cacheprovider --durations=15
+	$(PYTHON) -m pytest tests -q -p no:cacheprovider -m "not slow" --durations=25
 
 clean:
 	rm -rf output data/demo test_tipc/output

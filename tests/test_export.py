@@ -262,9 +262,13 @@ def model_configs():
                   if '_base_' not in p.split(os.sep))
 
 
+sys.path.insert(0, os.path.join(REPO, 'test_tipc'))
+
+
 def _depth(path):
-    node = Config(path).get('model.backbone') or {}
-    return node.get('depth', 0) if isinstance(node, dict) else 0
+    """The same "lightest config" rule as the TIPC chains (ResNet depth; other backbones last)."""
+    from gen_chains import _depth as backbone_depth  # test_tipc/gen_chains.py
+    return backbone_depth(Config(path))
 
 
 def one_config_per_model():
