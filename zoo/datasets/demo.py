@@ -44,8 +44,8 @@ IGNORE = 255
 # Each shape class has a typical hue (evenly spaced, 72 degrees apart) drawn with a jitter wide
 # enough that neighbouring classes overlap, and 10 % of objects take any hue; clutter uses the
 # same saturated colors, so color says something but never enough.
-_HUE_JITTER = 18.0
-_OFF_HUE = 0.1
+_HUE_JITTER = 15.0
+_OFF_HUE = 0.05
 _TEXTURES = ('solid', 'checker', 'stripes', 'dots', 'speckle', 'grid')
 # class id -> its typical texture
 _CLASS_TEXTURE = {1: 'solid', 2: 'checker', 3: 'stripes', 4: 'solid', 5: 'dots'}
