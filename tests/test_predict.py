@@ -96,7 +96,7 @@ def load_tool(name):
 @pytest.fixture
 def trained(tmp_path):
     """A tiny dataset, a config for TinySegNet and its saved weights."""
-    from tests._tiny import TinySegNet, make_tiny_dataset  # noqa: F401  (registers TinySegNet)
+    from _tiny import TinySegNet, make_tiny_dataset  # noqa: F401  (registers TinySegNet)
     root = make_tiny_dataset(str(tmp_path / 'data'), n=2, size=16)
     ds = {'type': 'Dataset', 'dataset_root': root, 'val_path': 'list.txt', 'num_classes': 3, 'mode': 'val',
           'transforms': [{'type': 'Normalize'}]}
