@@ -8,7 +8,6 @@ import difflib
 import inspect
 
 from .utils.config import Config, type_name, value_matches
-from .utils.errors import ConfigError
 from .utils.registry import DATASETS, LOSSES, MODELS, lookup_any
 
 _PLAIN_TYPES = (int, float, str, bool, list, tuple, dict)
