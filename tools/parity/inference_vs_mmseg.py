@@ -20,7 +20,7 @@ from mmseg.models.segmentors.seg_tta import SegTTAModel
 from mmseg.structures import SegDataSample
 from mmengine.structures import PixelData
 
-d = np.load('/tmp/h3/mm_in.npz')
+d = np.load('parity_mm_in.npz')
 x = torch.from_numpy(d['x'])
 conv = tnn.Conv2d(3, 5, 3, padding=1)
 conv.weight.data = torch.from_numpy(d['w'])
@@ -55,5 +55,5 @@ with torch.no_grad():
     tta.module = fake
     pred = SegTTAModel.merge_preds(tta, [samples])[0].pred_sem_seg.data
     merged = (slide[0].softmax(0) + flipped[0].softmax(0)) / 2  # what merge_preds accumulates
-np.savez('/tmp/h3/mm_out.npz', slide=slide.numpy(), tta=merged.numpy(), tta_pred=pred.numpy())
+np.savez('parity_mm_out.npz', slide=slide.numpy(), tta=merged.numpy(), tta_pred=pred.numpy())
 print('mmseg outputs written', slide.shape, merged.shape)

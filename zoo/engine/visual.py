@@ -6,23 +6,13 @@ colors are distinct). Ignored and out-of-range pixels are drawn black.
 """
 import numpy as np
 
+from ..datasets.prepare.voc import voc_palette
 from ..utils.errors import ConfigError
 
 
 def generate_palette(num_classes):
-    """``[num_classes, 3]`` uint8: class ``c``'s bits spread over the high bits of R, G, B."""
-    pal = np.zeros((num_classes, 3), dtype=np.uint8)
-    for c in range(num_classes):
-        lab, r, g, b = c, 0, 0, 0
-        for shift in range(7, -1, -1):
-            r |= ((lab >> 0) & 1) << shift
-            g |= ((lab >> 1) & 1) << shift
-            b |= ((lab >> 2) & 1) << shift
-            lab >>= 3
-            if lab == 0:
-                break
-        pal[c] = (r, g, b)
-    return pal
+    """``[num_classes, 3]`` uint8: the PASCAL VOC bit-interleaved color map."""
+    return voc_palette(num_classes)
 
 
 def get_palette(num_classes, dataset=None, custom_color=None):
