@@ -304,3 +304,210 @@ def test_init_memory_from_a_trained_model(demo_root, tmp_path):
     np.save(tmp_path / 'bad.npy', memory[:3])
     with pytest.raises(CheckpointError, match='memory_init'):
         tiny_mcibi(num_classes=8, memory_init=str(tmp_path / 'bad.npy'))
+
+
+# -- ViT-L rows: three auxiliary decoders (2 convs, x4 upsampling) on layers 9 / 14 / 19 ------
+
+VIT_CONFIGS = sorted(glob.glob(os.path.join(ROOT, 'configs', 'mcibi', 'mcibi_deeplabv3_vit-large_*.yml')))
+
+
+def vit_manifest():
+    with open(os.path.join(HERE, 'manifests', 'mcibi_vit_sssegmentation.json')) as f:
+        return json.load(f)
+
+
+def tiny_vit_mcibi(num_classes=5, **kw):
+    """A narrow ViT (4 layers of width 32, every layer an output, per-output LayerNorms) with
+    the ViT-L head layout: three 2-conv x4-upsampling auxiliary decoders."""
+    from zoo.models.backbones.vit import VisionTransformer
+    bb = VisionTransformer(img_size=(64, 64), embed_dims=32, num_layers=4, num_heads=4, out_indices=(0, 1, 2, 3),
+                           out_norm=True)
+    opts = dict(in_channels=32, feats_channels=16, transform_channels=8, out_channels=16, aspp_dilations=(1, 6),
+                aux_in_channels=[32, 32, 32], aux_channels=16, aux_num_convs=2, aux_upsample=4)
+    opts.update(kw)
+    return MCIBI(num_classes=num_classes, backbone=bb, **opts)
+
+
+def test_three_aux_decoders_outputs_names_and_gradients():
+    paddle.seed(0)
+    model = tiny_vit_mcibi(use_memory_loss=True)
+    assert model.output_names == ['stage2', 'stage1', 'aux1', 'aux2', 'aux3', 'memory']
+    # sssegmentation's DefaultAuxiliaryDecoder(num_convs=2, upsample x4): conv, BN, act, up, conv,
+    # BN, act, up, dropout, classifier -> indices 0..9, parameters at 0, 1, 4, 5, 9
+    for dec in model.auxiliary_decoder:
+        kinds = [type(m).__name__ for m in dec]
+        assert kinds == ['Conv2D', 'BatchNorm2D', 'ReLU', 'Upsample'] * 2 + ['Dropout2D', 'Conv2D'], kinds
+    aux = sorted({k.rsplit('.', 1)[0] for k in model.state_dict() if k.startswith('auxiliary_decoder.')})
+    assert aux == [f'auxiliary_decoder.{i}.{j}' for i in range(3) for j in (0, 1, 4, 5, 9)]
+    model.train()
+    x = paddle.randn([2, 3, 32, 48])           # 2x3 tokens; aux: 8x12 after the first conv, 32x48 after the second
+    seen = []
+    hooks = [dec[8].register_forward_pre_hook(lambda layer, inp: seen.append(inp[0].shape))
+             for dec in model.auxiliary_decoder]
+    outs = model(x)
+    for h in hooks:
+        h.remove()
+    assert seen == [[2, 16, 32, 48]] * 3
+    assert [list(o.shape) for o in outs[:5]] == [[2, 5, 32, 48]] * 5 and list(outs[5].shape) == [5, 5, 1, 1]
+    sum(o.mean() for o in outs[2:5]).backward()
+    for i in range(3):   # each aux decoder trains its own layer's norm and everything below it
+        assert model.auxiliary_decoder[i][0].weight.grad is not None
+        assert model.backbone.norm_layers[i].weight.grad is not None
+    assert model.backbone.norm_layers[3].weight.grad is None
+    model.eval()
+    assert len(model(x)) == 1
+
+
+def test_single_aux_decoder_keeps_its_names():
+    """The ResNet / S-101 configs (one 1-conv decoder on stage 3): ``auxiliary_decoder.<j>``, and a
+    one-entry list is the same decoder (as sssegmentation unwraps a one-entry ``auxiliary``)."""
+    names = {k for k in tiny_mcibi().state_dict() if k.startswith('auxiliary_decoder.')}
+    assert {k.rsplit('.', 1)[0] for k in names} == {'auxiliary_decoder.0', 'auxiliary_decoder.1',
+                                                    'auxiliary_decoder.4'}
+    one = tiny_mcibi(aux_in_channels=[256])
+    assert {k for k in one.state_dict() if k.startswith('auxiliary_decoder.')} == names
+    assert one.output_names == ['stage2', 'stage1', 'aux']
+    assert 'auxiliary_decoder.0.weight' in manifest()['models']['R-50-D8']
+
+
+def test_aux_option_errors_name_the_key():
+    with pytest.raises(ConfigError, match='model.aux_in_channels'):
+        tiny_vit_mcibi(aux_in_channels=[32, 32, 32, 32])     # only 3 features before the last
+    with pytest.raises(ConfigError, match='model.aux_in_channels'):
+        tiny_vit_mcibi(aux_in_channels=[32, 64])
+    with pytest.raises(ConfigError, match='model.aux_in_channels'):
+        tiny_vit_mcibi(aux_in_channels=[])
+    with pytest.raises(ConfigError, match='model.aux_upsample'):
+        tiny_vit_mcibi(aux_upsample='x4')
+    with pytest.raises(ConfigError, match='model.aux_num_convs'):
+        tiny_vit_mcibi(aux_num_convs=-1)
+
+
+def _to_sssegmentation(sd):
+    """Our state dict in sssegmentation's names and layouts (the inverse of the importer)."""
+    from zoo.models.backbones.vit import is_linear_weight
+    out = {}
+    for k, v in sd.items():
+        v = v.numpy()
+        if k.startswith('backbone.norm_layers.'):
+            k = k[len('backbone.'):]
+        elif k.startswith('backbone.'):
+            if is_linear_weight(k):
+                v = v.T.copy()
+            k = 'backbone_net.' + k[len('backbone.'):]
+        k = k.replace('._mean', '.running_mean').replace('._variance', '.running_var')
+        out[k] = v
+        if k.endswith('.running_var'):
+            out[k[:-len('running_var')] + 'num_batches_tracked'] = np.array(3, 'int64')
+    return out
+
+
+def test_import_of_a_vit_checkpoint_reproduces_the_model():
+    paddle.seed(1)
+    src = tiny_vit_mcibi()
+    src.memory_module.memory.set_value(np.random.RandomState(0).randn(5, 1, 16).astype('float32'))
+    src.eval()
+    dst = tiny_vit_mcibi()
+    dst.set_state_dict(convert(dst, 'sssegmentation', _to_sssegmentation(src.state_dict())))
+    dst.eval()
+    x = paddle.randn([1, 3, 48, 64])
+    np.testing.assert_allclose(dst(x)[0].numpy(), src(x)[0].numpy(), atol=1e-6)
+
+
+def _lazy(path):
+    cfg = Config(path).dic
+    cfg['model']['backbone']['pretrained'] = None
+    with paddle.LazyGuard():   # names and shapes only: ~350M parameters are never initialised
+        return zoo.build_model(Config(cfg))
+
+
+@pytest.fixture(scope='module')
+def vit_large_models():
+    return {os.path.basename(p).split('_')[3]: _lazy(p) for p in VIT_CONFIGS}
+
+
+def _reference_shapes_in_our_names(names, vit=True):
+    from zoo.models.convert import torch_to_paddle_names
+    from zoo.models.mcibi import sssegmentation_key
+    out = {}
+    for k, shape in torch_to_paddle_names(names).items():
+        new, transpose = sssegmentation_key(k, vit)
+        assert new not in out, new
+        out[new] = shape[::-1] if transpose else shape
+    return out
+
+
+def test_sssegmentation_vit_large_checkpoint_fills_the_models(vit_large_models):
+    """Every tensor of sssegmentation's ViT-L MCIBI (manifest) lands on one of ours with its shape
+    (linear weights transposed), and every one of ours is filled: the ADE20K config as recorded,
+    COCO-Stuff-10k with 182 instead of 150 classes in the memory and the classifiers."""
+    facts = vit_manifest()
+    names = facts['names']
+    assert facts['num_classes'] == 150 and 'norm_layers.3.weight' in names
+    assert {k.rsplit('.', 1)[0] for k in names if k.startswith('auxiliary_decoder.') and 'running' not in k} == \
+        {f'auxiliary_decoder.{i}.{j}' for i in range(3) for j in (0, 1, 4, 5, 9)}
+    mapped = _reference_shapes_in_our_names(names)
+    for ds, classes in (('ade20k', 150), ('cocostuff10k', 182)):
+        ours = {k: list(v.shape) for k, v in vit_large_models[ds].state_dict().items()}
+        want = {k: ([classes] + s[1:] if s and s[0] == 150 else s) for k, s in mapped.items()}
+        assert sorted(set(ours) ^ set(want)) == []
+        assert {k: s for k, s in ours.items() if want[k] != s} == {}
+    assert mapped['backbone.layers.23.attn.attn.in_proj_weight'] == [1024, 3072]
+    assert mapped['backbone.norm_layers.0.weight'] == [1024]
+
+
+def test_vit_large_configs_recipes(vit_large_models):
+    from zoo.builder import build_losses
+    from zoo.engine.optim import _param_groups
+    facts = {'ade20k': (150, 0.01, 1.0e-4, 164190, 0.01, True, [1, 6, 12, 18]),
+             'cocostuff10k': (182, 0.001, 1.0e-5, 61820, 9.0e-4, False, [1, 12, 24, 36])}
+    assert sorted(vit_large_models) == sorted(facts)
+    for path in VIT_CONFIGS:
+        cfg = Config(path)
+        ds = os.path.basename(path).split('_')[3]
+        classes, lr, end_lr, iters, mom_lr, mem_loss, dilations = facts[ds]
+        model = vit_large_models[ds]
+        m = cfg.dic['model']
+        assert (m['num_classes'], m['memory_base_lr'], m['use_memory_loss'], m['aspp_dilations']) == \
+            (classes, mom_lr, mem_loss, dilations)
+        assert m['backbone']['pretrained'].endswith('jx_vit_large_p16_384-b3be5167.pth')
+        assert (cfg.dic['lr_scheduler']['learning_rate'], cfg.dic['lr_scheduler']['end_lr'], cfg.dic['iters']) == \
+            (lr, end_lr, iters)
+        assert cfg.dic['optimizer']['weight_decay'] == 0.0 and cfg.dic['optimizer']['backbone_lr_mult'] == 0.1
+        tc = cfg.dic['test_config']
+        assert tc['is_slide'] and tc['crop_size'] == [512, 512] and tc['stride'] == [341, 341]
+        losses = build_losses(cfg)
+        assert len(losses['types']) == len(model.output_names) == (6 if mem_loss else 5)
+        assert losses['coef'] == [1.0, 0.4, 0.4, 0.4, 0.4] + ([1.0] if mem_loss else [])
+        assert model.output_names[2:5] == ['aux1', 'aux2', 'aux3'] and len(model.auxiliary_decoder) == 3
+        # the reference's params_rules: backbone_net x0.1; the head's LayerNorms (outside it there) x1
+        mult = {n: lr_mult for n, _, lr_mult, _ in _param_groups(model, cfg.dic['optimizer'])}
+        assert mult['backbone.layers.0.attn.attn.in_proj_weight'] == pytest.approx(0.1)
+        assert mult['backbone.norm_layers.2.weight'] == pytest.approx(1.0)
+        assert mult['auxiliary_decoder.2.9.weight'] == 1.0 and mult['decoder_stage2.4.weight'] == 1.0
+
+
+@pytest.mark.parametrize('path', VIT_CONFIGS, ids=os.path.basename)
+def test_vit_config_trains_narrow(path, demo_root, tmp_path):
+    """The config's head, losses (5 or 6 outputs), optimizer and memory update for 2 steps on
+    demo crops, with the ViT narrowed (4 layers of width 32; same out_indices positions)."""
+    cfg = _demo_config(path, demo_root, shallow=False)
+    cfg['model']['backbone'].update(img_size=[32, 32], embed_dims=32, num_layers=4, num_heads=4,
+                                    out_indices=[0, 1, 2, 3])
+    cfg['model'].update(in_channels=32, aux_in_channels=[32, 32, 32], feats_channels=32, transform_channels=16,
+                        out_channels=32, aux_channels=16)
+    trainer, _ = _train_and_check(cfg, tmp_path)
+    assert len(trainer.model.output_names) == len(cfg['loss']['coef'])
+
+
+def test_vit_reference_parity_recorded_in_manifest():
+    """tools/parity/mcibi_vit_parity.py: sssegmentation's ViT-L MCIBI (ADE20K config) vs ours from its
+    converted state dict, eval mode, 1x3x512x512, random weights and memory (docs/weights.md)."""
+    p = vit_manifest()['parity']
+    assert p['input'] == [1, 3, 512, 512] and p['tensors'] > 300
+    assert p['max_abs_diff'] <= 0.01 * p['logit_absmax'] and p['argmax_agreement'] > 0.99, p
+    assert max(p['backbone_normed_features_max_abs_diff']) <= 1e-3
+    assert p['aux_outputs'] == [[1, 150, 512, 512]] * 3      # 32x32 tokens, x4 after each of the 2 convs
+    assert max(p['aux_on_reference_features_max_abs_diff']) <= 1e-3 * max(p['aux_absmax'])
+    if 'float64_max_abs_diff' in p:
+        assert p['float64_max_abs_diff'] <= 1e-4

@@ -7,7 +7,8 @@ backbone -> context within the image (ASPP on the last stage) and ``bottleneck``
 ``[num_classes, feats_per_class, channels]`` is read by soft aggregation with the stage-1
 class probabilities, related to the pixel features by self-attention, fused with them
 (``bottleneck``) and with the ASPP context (``self_attention_ms``, ``bottleneck_ms``) ->
-``decoder_stage2`` (final logits). An FCN-style ``auxiliary_decoder`` reads stage 3.
+``decoder_stage2`` (final logits). An FCN-style ``auxiliary_decoder`` reads stage 3 (the
+ViT-L rows: three of them, two convs with x4 upsampling each, on layers 9, 14 and 19).
 
 The memory is a persistable buffer (saved with checkpoints, no gradient). During training it
 is updated after each optimizer step by :meth:`MCIBI.train_step_hook` (paper Sec. 3.3,
@@ -33,6 +34,7 @@ from zoo.utils.checkpoint import load_pretrained
 from zoo.utils.errors import ConfigError
 from zoo.utils.registry import LOSSES, MODELS
 
+from .backbones.vit import VisionTransformer, is_linear_weight
 from .convert import register_importer, torch_to_paddle_names
 from .layers import BN_EPS, BN_MOMENTUM, input_hw, make_act, resize
 
@@ -252,12 +254,20 @@ class FeaturesMemory(nn.Layer):
 
 
 class AuxiliaryDecoder(nn.Sequential):
-    """sssegmentation's ``DefaultAuxiliaryDecoder`` with one conv: 3x3 conv-BN-act, Dropout2d,
-    1x1 classifier (indices 0, 1, 2, 3, 4)."""
+    """sssegmentation's ``DefaultAuxiliaryDecoder`` (``segmentors/base/auxiliary.py``):
+    ``num_convs`` x (3x3 conv-BN-act, then a nearest ``upsample`` by that scale if given),
+    Dropout2d, 1x1 classifier. One conv without upsampling (the ResNet rows) gives indices
+    0..4; two convs with upsampling (the ViT-L rows) 0..9, the second conv at 4x the feature
+    resolution, as in the reference."""
 
-    def __init__(self, in_channels, channels, num_classes, dropout=0.1, act='relu'):
-        super().__init__(*_cba(in_channels, channels, 3, padding=1, act=act), nn.Dropout2D(dropout),
-                         nn.Conv2D(channels, num_classes, 1))
+    def __init__(self, in_channels, channels, num_classes, dropout=0.1, act='relu', num_convs=1, upsample=None):
+        layers = []
+        for i in range(num_convs):
+            layers += _cba(in_channels if i == 0 else channels, channels, 3, padding=1, act=act)
+            if upsample:
+                layers.append(nn.Upsample(scale_factor=upsample, mode='nearest'))
+        layers += [nn.Dropout2D(dropout), nn.Conv2D(channels if num_convs else in_channels, num_classes, 1)]
+        super().__init__(*layers)
 
 
 def _decoder(channels, num_classes, dropout, act):
@@ -281,8 +291,13 @@ class MCIBI(nn.Layer):
         use_hard_aggregate: read the memory with one-hot argmax instead of probabilities.
         aspp_dilations: rates of the context-within-image ASPP; ``[]`` turns the module off.
         dropout: of both decoders.
-        aux_in_channels, aux_channels, aux_dropout: the auxiliary decoder on stage 3
-            (``aux_channels: 0`` removes it).
+        aux_in_channels, aux_channels, aux_dropout: the auxiliary decoder on the feature before
+            the last one (``aux_channels: 0`` removes it); ``aux_in_channels`` is checked against
+            that feature (null: taken from it; 1024 for ResNet). A list of N channel counts builds one
+            decoder per entry (``auxiliary_decoder.<i>``, sssegmentation's ``auxiliary`` list)
+            on the N features before the last one, in order (ViT-L: layers 9, 14, 19).
+        aux_num_convs, aux_upsample: 3x3 convs per auxiliary decoder and the nearest upsampling
+            scale after each of them (ViT-L: 2 and 4; default 1 and none).
         act: activation of the head ('relu'; LIP uses 'leakyrelu:0.01').
         update_strategy: 'cosine_similarity' (the paper's) or 'mean'.
         memory_base_momentum, memory_base_lr, memory_adjust_by_lr: the update momentum is
@@ -300,7 +315,8 @@ class MCIBI(nn.Layer):
 
     def __init__(self, num_classes, backbone, in_channels=2048, feats_channels=512, transform_channels=256,
                  out_channels=512, num_feats_per_cls=1, use_hard_aggregate=False, aspp_dilations=(1, 12, 24, 36),
-                 dropout=0.1, aux_in_channels=1024, aux_channels=512, aux_dropout=0.1, act='relu',
+                 dropout=0.1, aux_in_channels=None, aux_channels=512, aux_dropout=0.1, aux_num_convs=1,
+                 aux_upsample=None, act='relu',
                  update_strategy='cosine_similarity', memory_base_momentum=0.9, memory_base_lr=0.01,
                  memory_adjust_by_lr=True, ignore_index=255, use_memory_loss=False, memory_loss_start_iter=0,
                  memory_init=None, align_corners=False, pretrained=None):
@@ -328,8 +344,9 @@ class MCIBI(nn.Layer):
         self.use_memory_loss = use_memory_loss
         self.memory_loss_start_iter = memory_loss_start_iter
         self.backbone = backbone
-        self.output_names = ['stage2', 'stage1'] + (['aux'] if aux_channels else []) + (
-            ['memory'] if use_memory_loss else [])
+        aux_in = self._check_aux(backbone, aux_in_channels, aux_channels, aux_num_convs, aux_upsample)
+        aux_names = ['aux'] if len(aux_in) == 1 else [f'aux{i + 1}' for i in range(len(aux_in))]
+        self.output_names = ['stage2', 'stage1'] + aux_names + (['memory'] if use_memory_loss else [])
         head = []
         if aspp_dilations:
             self.context_within_image_module = ASPP(in_channels, feats_channels, tuple(aspp_dilations),
@@ -342,13 +359,16 @@ class MCIBI(nn.Layer):
                                             num_feats_per_cls, bool(aspp_dilations), use_hard_aggregate, act)
         self.decoder_stage1 = _decoder(feats_channels, num_classes, dropout, act)
         self.decoder_stage2 = _decoder(out_channels, num_classes, dropout, act)
+        # sssegmentation keeps a one-entry ``auxiliary`` list as a bare decoder (its
+        # ``setauxiliarydecoder``), so the single-decoder names stay ``auxiliary_decoder.<j>``
+        decoders = [AuxiliaryDecoder(c, aux_channels, num_classes, aux_dropout, act, aux_num_convs, aux_upsample)
+                    for c in aux_in]
         self.auxiliary_decoder = None
-        if aux_channels:
-            if backbone.feat_channels[-2] != aux_in_channels:
-                raise ConfigError(f'model.aux_in_channels: {aux_in_channels} does not match the backbone\'s '
-                                  f'stage 3 ({backbone.feat_channels[-2]} channels)')
-            self.auxiliary_decoder = AuxiliaryDecoder(aux_in_channels, aux_channels, num_classes, aux_dropout, act)
-            head.append(self.auxiliary_decoder)
+        if len(decoders) == 1:
+            self.auxiliary_decoder = decoders[0]
+        elif decoders:
+            self.auxiliary_decoder = nn.LayerList(decoders)
+        head += decoders
         for layer in head + [self.bottleneck, self.memory_module, self.decoder_stage1, self.decoder_stage2]:
             torch_default_conv_init(layer)
         self._cached_features = None
@@ -358,6 +378,38 @@ class MCIBI(nn.Layer):
         self.pretrained = pretrained
         if pretrained:
             load_pretrained(self, pretrained, strict=True)
+
+    @staticmethod
+    def _check_aux(backbone, aux_in_channels, aux_channels, aux_num_convs, aux_upsample):
+        """The auxiliary decoders' input channels (one per decoder; [] without them), checked
+        against the backbone features they read: the ``len`` ones before the last."""
+        if not aux_channels:
+            return []
+        if isinstance(aux_num_convs, bool) or not isinstance(aux_num_convs, int) or aux_num_convs < 0:
+            raise ConfigError(f'model.aux_num_convs: expected an integer >= 0, got {aux_num_convs!r}')
+        if aux_upsample is not None and (isinstance(aux_upsample, bool) or not isinstance(aux_upsample, (int, float))
+                                         or aux_upsample <= 0):
+            raise ConfigError(f'model.aux_upsample: expected a positive scale factor or null, got {aux_upsample!r}')
+        have = list(backbone.feat_channels[:-1])
+        if not have:
+            raise ConfigError('model.aux_channels: the backbone has no feature before the last one for an auxiliary '
+                              'decoder; set aux_channels: 0')
+        if aux_in_channels is None:
+            aux_in_channels = have[-1]
+        many = isinstance(aux_in_channels, (list, tuple))
+        aux_in = list(aux_in_channels) if many else [aux_in_channels]
+        if not aux_in or not all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in aux_in):
+            raise ConfigError(f'model.aux_in_channels: expected a positive integer or a non-empty list of them, '
+                              f'got {aux_in_channels!r}')
+        if len(aux_in) > len(have):
+            raise ConfigError(f'model.aux_in_channels: {len(aux_in)} auxiliary decoders but the backbone has only '
+                              f'{len(have)} feature(s) before the last one')
+        want = have[len(have) - len(aux_in):]
+        if aux_in != want:
+            what = want if many else want[0]
+            raise ConfigError(f'model.aux_in_channels: {aux_in_channels} does not match the backbone features '
+                              f'before the last one ({what} channels)')
+        return aux_in
 
     def load_memory(self, path):
         """Fill the memory from a ``.npy`` file written by ``tools/init_memory.py``."""
@@ -386,7 +438,10 @@ class MCIBI(nn.Layer):
             return [resize(preds_stage2, input_hw(x), align_corners=self.align_corners)]
         self._cached_features = memory_input.detach()
         logits = [preds_stage2, preds_stage1]
-        if self.auxiliary_decoder is not None:
+        if isinstance(self.auxiliary_decoder, nn.LayerList):
+            aux_feats = feats[-1 - len(self.auxiliary_decoder):-1]
+            logits += [dec(f) for dec, f in zip(self.auxiliary_decoder, aux_feats)]
+        elif self.auxiliary_decoder is not None:
             logits.append(self.auxiliary_decoder(feats[-2]))
         outs = [resize(t, input_hw(x), align_corners=self.align_corners) for t in logits]
         if self.use_memory_loss:
@@ -434,19 +489,34 @@ class MCIBIMemoryLoss(nn.Layer):
 
 # -- importer -------------------------------------------------------------------------
 
+def sssegmentation_key(key, vit_backbone=False):
+    """One sssegmentation MCIBI state-dict key -> (our key, whether the value is a torch
+    linear weight to transpose), after the BN statistics renames.
+
+    ``backbone_net.`` -> ``backbone.`` (its ResNet uses mmseg/torchvision names: ``stem.<i>``,
+    ``layer<n>.<j>``, ``downsample.<i>``; its ViT our names); the segmentor-level ViT
+    ``norm_layers.<i>`` (head ``norm_cfg``) -> ``backbone.norm_layers.<i>`` (our
+    ``VisionTransformer(out_norm=True)`` owns them); HRNet's ``downsample_backbone.`` ->
+    ``backbone.downsample_backbone.``; a DataParallel ``module.`` prefix is dropped."""
+    if key.startswith('module.'):
+        key = key[len('module.'):]
+    if key.startswith('backbone_net.'):
+        key = 'backbone.' + key[len('backbone_net.'):]
+        return key, vit_backbone and is_linear_weight(key)
+    if key.startswith(('downsample_backbone.', 'norm_layers.')):
+        return 'backbone.' + key, False
+    return key, False
+
+
 @register_importer('MCIBI', 'sssegmentation')
 def import_sssegmentation(sd, model):
     """sssegmentation MCIBI checkpoints (``{'model': state_dict}``; the tree is the same from
-    the 2021 ``memorynet`` that trained the published weights to 1.7.0): ``backbone_net.`` ->
-    ``backbone.`` (its ResNet uses mmseg/torchvision names: ``stem.<i>``, ``layer<n>.<j>``,
-    ``downsample.<i>``), BN statistics renamed, a DataParallel ``module.`` prefix dropped."""
+    the 2021 ``memorynet`` that trained the published weights to 1.7.0), key by key through
+    :func:`sssegmentation_key`; BN statistics renamed; ViT linear weights transposed to
+    Paddle's [in, out]."""
+    vit = isinstance(model.backbone, VisionTransformer)
     out = {}
     for k, v in torch_to_paddle_names(sd).items():
-        if k.startswith('module.'):
-            k = k[len('module.'):]
-        if k.startswith('backbone_net.'):
-            k = 'backbone.' + k[len('backbone_net.'):]
-        elif k.startswith('downsample_backbone.'):   # HRNet rows: our HRNet owns the head's downsample conv
-            k = 'backbone.' + k
-        out[k] = v
+        new, transpose = sssegmentation_key(k, vit)
+        out[new] = np.ascontiguousarray(np.asarray(v.numpy() if hasattr(v, 'numpy') else v).T) if transpose else v
     return out
