@@ -25,8 +25,10 @@ demo: install
 		tools/train.py --config $(DEMO_CONFIG) --save_dir $(DEMO_OUT) --do_eval --use_vdl --num_workers 1 --device cpu
 	$(PYTHON) tools/val.py --config $(DEMO_CONFIG) --model_path $(DEMO_OUT)/best_model/model.pdparams --device cpu
 
+# every config at full size (train step, export, Paddle Inference parity) runs in two processes
 test: install-test
-	$(PYTHON) -m pytest tests -q -p no:cacheprovider -m "not slow" --durations=25
+	$(PYTHON) -m pytest tests -q -p no:cacheprovider -m "not slow" --durations=25 --ignore=tests/test_every_config.py
+	$(PYTHON) -m pytest tests/test_every_config.py -q -p no:cacheprovider -n 2 --durations=15
 
 clean:
 	rm -rf output data/demo test_tipc/output

@@ -5,9 +5,9 @@ vs the dygraph model): max |diff| <= 1e-4 of the logit range and equal argmax wh
 dygraph's top-2 margin is larger than that tolerance (a tie can go either way under float
 reordering), at batch 1 and 2 and at sizes not divisible by 32.
 
-Costs (2 cores): the tiny-model tests take seconds; ``test_model_parity`` exports one
-config per architecture (~10-60 s each, marked ``export_parity``); ``test_every_config_exports``
-exports every config in configs/ and is marked ``slow``.
+Costs (2 cores): the tiny-model tests here take seconds. Every config in configs/ is trained
+for one step, exported and compared (and the lightest config of each model type also through
+ONNX Runtime) by ``tests/test_every_config.py``, which uses the helpers of this file.
 """
 import copy
 import glob
@@ -280,22 +280,3 @@ def one_config_per_model():
 
 
 HEAVY_PARAMS = 5_000_000  # above this, parity runs at the two small sizes only
-
-
-@pytest.mark.export_parity
-@pytest.mark.skipif(not HAS_ONNX, reason='paddle2onnx / onnxruntime not installed (pip install -e .[onnx])')
-@pytest.mark.parametrize('model_type', list(one_config_per_model()))
-def test_model_parity(model_type, tmp_path):
-    path = one_config_per_model()[model_type]
-    cfg = Config(path)
-    n_params = sum(int(np.prod(p.shape)) for p in zoo.build_model(without_pretrained(cfg)).parameters())
-    shapes = [(1, 3, 64, 96), (2, 3, 67, 101)]
-    if n_params <= HEAVY_PARAMS:
-        shapes.append((1, 3, 333, 517))
-    export_and_compare(cfg, tmp_path, shapes)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize('path', model_configs(), ids=lambda p: os.path.relpath(p, REPO))
-def test_every_config_exports(path, tmp_path):
-    export_and_compare(Config(path), tmp_path, [(2, 3, 67, 101)], with_onnx=HAS_ONNX)

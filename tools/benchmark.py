@@ -2,9 +2,9 @@
 
     python tools/benchmark.py --config configs/fastscnn/fast_scnn_cityscapes_512x1024_160k.yml \
         [more configs ...] [--input_shape 1 3 512 1024 | --test_resolution] [--threads 2] \
-        [--warmup 2] [--iters 5] [--csv out.csv] [--json out.json] [--no_dygraph] [--no_onnx]
+        [--warmup 2] [--iters 5] [--dygraph_iters K] [--csv out.csv] [--json out.json] [--no_dygraph] [--no_onnx]
 
-Prints a table (parameters, FLOPs, milliseconds per path, the ratios between them and the
+Prints a table (parameters, FLOPs, median milliseconds per path, the ratios between them and the
 largest logit difference of the exported model vs dygraph). See docs/benchmark.md.
 """
 import argparse
@@ -22,6 +22,8 @@ def parse_args(argv=None):
     p.add_argument('--threads', type=int, default=2, help='CPU threads for every path')
     p.add_argument('--warmup', type=int, default=2)
     p.add_argument('--iters', type=int, default=5)
+    p.add_argument('--dygraph_iters', type=int, default=None,
+                   help='timed dygraph runs (default --iters; a large model takes minutes per run on CPU)')
     p.add_argument('--no_dygraph', action='store_true', help='skip the (slow) dygraph timing')
     p.add_argument('--no_onnx', action='store_true', help='skip ONNX export and ONNX Runtime')
     p.add_argument('--opts', nargs='+', default=[], help='config overrides applied to every config')
@@ -48,7 +50,8 @@ def main(argv=None):
         else:
             shape = args.input_shape or [1, 3, 512, 1024]
         row = benchmark_config(cfg, shape, threads=args.threads, warmup=args.warmup, iters=args.iters,
-                               onnx=not args.no_onnx, dygraph=not args.no_dygraph)
+                               onnx=not args.no_onnx, dygraph=not args.no_dygraph,
+                               dygraph_iters=args.dygraph_iters)
         rows.append(row)
         print(format_rows([row]), flush=True)
     print(format_rows(rows))

@@ -43,8 +43,9 @@ def count_params(model):
     return int(sum(int(np.prod(p.shape)) for p in model.parameters()))
 
 
-def count_flops(model, input_shape):
-    """Multiply-accumulates of Conv2D / Conv2DTranspose / Linear for one forward pass."""
+def count_flops(model, input_shape, x=None, return_output=False):
+    """Multiply-accumulates of Conv2D / Conv2DTranspose / Linear for one forward pass (on ``x``
+    if given, else zeros); with ``return_output``, also the pass's first output (numpy)."""
     total = [0]
     hooks = []
 
@@ -66,11 +67,11 @@ def count_flops(model, input_shape):
             hooks.append(layer.register_forward_post_hook(linear_hook))
     try:
         with paddle.no_grad():
-            model(paddle.zeros(input_shape, dtype='float32'))
+            out = model(paddle.zeros(input_shape, dtype='float32') if x is None else paddle.to_tensor(x))
     finally:
         for h in hooks:
             h.remove()
-    return total[0]
+    return (total[0], out[0].numpy()) if return_output else total[0]
 
 
 def time_calls(fn, warmup, iters):
@@ -105,11 +106,14 @@ def test_resolution(cfg):
 
 
 def benchmark_config(config, input_shape, threads=2, warmup=2, iters=5, opts=None, onnx=True,
-                     dygraph=True, work_dir=None):
+                     dygraph=True, work_dir=None, dygraph_iters=None):
     """One row: params, FLOPs, dygraph / Paddle Inference / ONNX Runtime latency and ratios.
 
-    The exported model outputs raw logits (``output_op none``) so the three paths compute the
-    same thing; ``max_abs_diff`` records how far the exported logits are from dygraph's.
+    Latencies are medians of ``iters`` timed runs after ``warmup`` untimed ones (dygraph:
+    ``dygraph_iters`` timed runs, default ``iters``, after the one run that gives the reference
+    logits; a large model's dygraph forward takes minutes on CPU). The exported model outputs
+    raw logits (``output_op none``) so the three paths compute the same thing;
+    ``max_abs_diff`` records how far the exported logits are from dygraph's.
     """
     cfg = as_config(config, opts=opts) if not hasattr(config, 'dic') else config
     cfg = without_pretrained(cfg)  # speed does not depend on the weights; no downloads
@@ -117,31 +121,32 @@ def benchmark_config(config, input_shape, threads=2, warmup=2, iters=5, opts=Non
     model = build_model(cfg)
     model.eval()
     x = np.random.RandomState(0).uniform(-1, 1, input_shape).astype('float32')
+    flops, ref = count_flops(model, input_shape, x, return_output=True)  # also the reference logits
     row = {'model': cfg.get('model.type'), 'config': cfg.path, 'input': 'x'.join(map(str, input_shape)),
-           'threads': threads, 'params_M': count_params(model) / 1e6,
-           'GFLOPs': count_flops(model, input_shape) / 1e9}
-    ref = None
+           'threads': threads, 'params_M': count_params(model) / 1e6, 'GFLOPs': flops / 1e9}
     if dygraph:
         xt = paddle.to_tensor(x)
         with paddle.no_grad():
-            ref = model(xt)[0].numpy()
-            row['dygraph_ms'] = time_calls(lambda: model(xt)[0].numpy(), warmup, iters)['mean']
+            n = iters if dygraph_iters is None else dygraph_iters
+            t = time_calls(lambda: model(xt)[0].numpy(), max(warmup - 1, 0), n)
+        row['dygraph_ms'], row['dygraph_mean_ms'] = t['p50'], t['mean']
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         out_dir = os.path.join(tmp, 'export')
         fmt = 'onnx' if onnx and importlib.util.find_spec('paddle2onnx') else 'paddle'
-        weights = os.path.join(tmp, 'model.pdparams')  # export the very weights dygraph ran
-        paddle.save(model.state_dict(), weights)
-        export_model(cfg, out_dir, model_path=weights, output_op='none', fmt=fmt)
+        # export the very weights dygraph ran (folds the BNs of ``model`` in place: dygraph is done)
+        export_model(cfg, out_dir, model=model, output_op='none', fmt=fmt)
         dcfg = deploy.DeployConfig(os.path.join(out_dir, 'deploy.yaml'))
         pred = deploy.Predictor(dcfg, backend='paddle', enable_mkldnn=True, cpu_threads=threads)
         out = pred.run(x)
-        row['infer_ms'] = time_calls(lambda: pred.run(x), warmup, iters)['mean']
+        t = time_calls(lambda: pred.run(x), warmup, iters)
+        row['infer_ms'], row['infer_mean_ms'] = t['p50'], t['mean']
         if ref is not None:
             row['max_abs_diff'] = float(np.abs(out - ref).max())
         if fmt == 'onnx' and importlib.util.find_spec('onnxruntime'):
             sess = deploy.Predictor(dcfg, backend='onnxruntime', cpu_threads=threads)
             sess.run(x)
-            row['ort_ms'] = time_calls(lambda: sess.run(x), warmup, iters)['mean']
+            t = time_calls(lambda: sess.run(x), warmup, iters)
+            row['ort_ms'], row['ort_mean_ms'] = t['p50'], t['mean']
     if row.get('dygraph_ms'):
         row['dygraph/infer'] = row['dygraph_ms'] / row['infer_ms']
     if row.get('ort_ms'):

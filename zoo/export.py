@@ -275,11 +275,16 @@ def build_export_model(config, model_path=None, output_op='argmax'):
         load_state_dict_checked(model, sd, f'--model_path {model_path}', strict=True)
     else:
         logger.warning('no --model_path given: exporting the randomly initialized / pretrained weights')
+    return cfg, prepare_export_model(model, output_op)
+
+
+def prepare_export_model(model, output_op='argmax'):
+    """Eval mode, BatchNorms folded into their convs (in place), wrapped with the output op."""
     model.eval()
     fold_batch_norms(model)
     wrapper = ExportWrapper(model, output_op)
     wrapper.eval()
-    return cfg, wrapper
+    return wrapper
 
 
 def save_static(wrapper, save_dir, input_shape, prefix='model', for_onnx=False):
@@ -327,8 +332,12 @@ def export_onnx(save_dir, program, params, opset=ONNX_OPSET, name='model.onnx'):
 
 
 def export_model(config, save_dir, model_path=None, input_shape=None, output_op='argmax',
-                 fmt='paddle', opts=None):
+                 fmt='paddle', opts=None, model=None):
     """Export a config's model into ``save_dir``; returns the deploy.yaml dict.
+
+    ``model``: an already built (and loaded) model of this config to export instead of building
+    one from the config and ``model_path``; it is switched to eval mode and its BatchNorms are
+    folded into the convolutions in place, so run it in dygraph before, not after.
 
     Files: ``model.json`` (or ``model.pdmodel``), ``model.pdiparams``, ``deploy.yaml`` and,
     with ``fmt='onnx'``, ``model.onnx``. The folder is written under a temporary name and
@@ -346,7 +355,10 @@ def export_model(config, save_dir, model_path=None, input_shape=None, output_op=
         input_shape = check_input_shape(cfg.get('export.input_shape'), cfg.where('export.input_shape'))
     shape = check_input_shape(input_shape)
     transforms = deploy_transforms(cfg)
-    cfg, wrapper = build_export_model(cfg, model_path, output_op)
+    if model is not None:
+        wrapper = prepare_export_model(model, output_op)
+    else:
+        cfg, wrapper = build_export_model(cfg, model_path, output_op)
 
     save_dir = os.path.abspath(save_dir)
     parent = os.path.dirname(save_dir)
