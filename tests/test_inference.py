@@ -108,6 +108,31 @@ def test_slide_windows_and_averaging_by_hand():
     assert not np.allclose(got, np_model(img), atol=1e-2)  # differs from whole inference
 
 
+def test_slide_window_softmax_averages_window_probabilities():
+    """sssegmentation's use_probs_before_resize: each window's softmax, then the per-pixel
+    average; with flip, the passes' probabilities are averaged as they are (no second softmax)."""
+    img = make_image(7, 5)
+    got = run(PosNet(), img, mode='slide', crop_size=(4, 3), stride=(2, 3), window_softmax=True)
+    acc = np.zeros((3, 7, 5))
+    cnt = np.zeros((7, 5))
+    for r in (0, 2, 3):
+        for c in (0, 2):
+            acc[:, r:r + 4, c:c + 3] += np_softmax(np_model(img[:, r:r + 4, c:c + 3]))
+            cnt[r:r + 4, c:c + 3] += 1
+    np.testing.assert_allclose(got, acc / cnt, atol=1e-5)
+    flipped = img[:, :, ::-1].copy()
+    acc_f = np.zeros((3, 7, 5))
+    for r in (0, 2, 3):
+        for c in (0, 2):
+            acc_f[:, r:r + 4, c:c + 3] += np_softmax(np_model(flipped[:, r:r + 4, c:c + 3]))
+    both = run(PosNet(), img, mode='slide', crop_size=(4, 3), stride=(2, 3), window_softmax=True,
+               flip_horizontal=True)
+    np.testing.assert_allclose(both, (acc / cnt + (acc_f / cnt[:, ::-1])[:, :, ::-1]) / 2, atol=1e-5)
+    kw = parse_test_config({'is_slide': True, 'crop_size': [3, 4], 'stride': [3, 2], 'window_softmax': True})
+    assert kw['window_softmax'] is True and kw['crop_size'] == (4, 3)
+    assert 'window_softmax' not in parse_test_config({'is_slide': True, 'crop_size': [3, 4], 'stride': [3, 2]})
+
+
 def test_slide_image_smaller_than_crop():
     img = make_image(3, 5)
     model = PosNet()

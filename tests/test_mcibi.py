@@ -281,7 +281,8 @@ def test_config_recipes():
         assert m['backbone']['depth'] == (101 if 'r101' in path else 50)
         if ds == 'cityscapes':
             tc = cfg.dic['test_config']
-            assert tc['is_slide'] and tc['crop_size'] == [1024, 512] and tc['stride'] == [341, 341]
+            assert tc['is_slide'] and tc['crop_size'] == [512, 1024] and tc['stride'] == [341, 341]  # [w, h]
+            assert tc['window_softmax'] is True
             assert tc['scales'] == [0.5, 0.75, 1.0, 1.25, 1.5, 1.75] and tc['flip_horizontal']
             assert cfg.dic['train_dataset']['mode'] == 'trainval'
 
@@ -476,6 +477,7 @@ def test_vit_large_configs_recipes(vit_large_models):
         assert cfg.dic['optimizer']['weight_decay'] == 0.0 and cfg.dic['optimizer']['backbone_lr_mult'] == 0.1
         tc = cfg.dic['test_config']
         assert tc['is_slide'] and tc['crop_size'] == [512, 512] and tc['stride'] == [341, 341]
+        assert tc['window_softmax'] is True
         losses = build_losses(cfg)
         assert len(losses['types']) == len(model.output_names) == (6 if mem_loss else 5)
         assert losses['coef'] == [1.0, 0.4, 0.4, 0.4, 0.4] + ([1.0] if mem_loss else [])

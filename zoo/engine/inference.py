@@ -11,6 +11,8 @@ Semantics (checked against the references, mmseg 1.2.2 and PaddleSeg 2.8):
   the per-pixel window count. An image smaller than the crop is run as one smaller window
   (both references do that); ``pad_to_crop=True`` zero-pads such windows to the crop size
   instead (for models that need a fixed input size) and crops the logits back.
+  ``window_softmax=True`` averages each window's softmax *probabilities* instead (sssegmentation's
+  ``use_probs_before_resize`` in slide mode; the MCIBI Cityscapes and ViT-L protocols).
 * **multi-scale / flip** (mmseg ``SegTTAModel``, PaddleSeg ``aug_inference``): the *normalized*
   image is resized by each scale (``int(H * s + 0.5)``, bilinear, the model's ``align_corners``)
   and optionally flipped (PaddleSeg's combinations: none, h, v, h+v); each pass runs whole or
@@ -35,7 +37,8 @@ import paddle.nn.functional as F
 from ..utils.errors import ConfigError
 from ..utils.logger import logger
 
-TEST_CONFIG_KEYS = ('is_slide', 'crop_size', 'stride', 'aug_eval', 'scales', 'flip_horizontal', 'flip_vertical')
+TEST_CONFIG_KEYS = ('is_slide', 'crop_size', 'stride', 'aug_eval', 'scales', 'flip_horizontal', 'flip_vertical',
+                    'window_softmax')
 
 
 def _main_logits(model, x):
@@ -61,8 +64,9 @@ def _pair(v):
     return int(v[0]), int(v[1])
 
 
-def slide_inference(model, img, crop_size, stride, pad_to_crop=False):
-    """Sliding-window logits at the input size; ``crop_size`` and ``stride`` are ``(h, w)``."""
+def slide_inference(model, img, crop_size, stride, pad_to_crop=False, window_softmax=False):
+    """Sliding-window logits at the input size (probabilities with ``window_softmax``);
+    ``crop_size`` and ``stride`` are ``(h, w)``."""
     h_crop, w_crop = _pair(crop_size)
     h_stride, w_stride = _pair(stride)
     if h_stride > h_crop or w_stride > w_crop or min(h_stride, w_stride, h_crop, w_crop) <= 0:
@@ -86,19 +90,21 @@ def slide_inference(model, img, crop_size, stride, pad_to_crop=False):
                 logit = _main_logits(model, crop)[:, :, :ch, :cw]
             else:
                 logit = _main_logits(model, crop)
+            if window_softmax:
+                logit = F.softmax(logit, axis=1)
             padded = F.pad(logit, [x1, w_img - x2, y1, h_img - y2], value=0.0)
             preds = padded if preds is None else preds + padded
             count[:, :, y1:y2, x1:x2] += 1
     return preds / count
 
 
-def _single_pass(model, img, mode, crop_size, stride, pad_to_crop):
+def _single_pass(model, img, mode, crop_size, stride, pad_to_crop, window_softmax=False):
     if mode == 'whole':
         return _main_logits(model, img)
     if mode == 'slide':
         if crop_size is None or stride is None:
             raise ConfigError('test_config: slide inference needs crop_size and stride')
-        return slide_inference(model, img, crop_size, stride, pad_to_crop)
+        return slide_inference(model, img, crop_size, stride, pad_to_crop, window_softmax)
     raise ValueError(f"mode must be 'whole' or 'slide', got {mode!r}")
 
 
@@ -128,8 +134,11 @@ def flip_combinations(flip_horizontal=False, flip_vertical=False):
 
 def inference(model, img, ori_shape=None, mode='whole', crop_size=None, stride=None, flip_horizontal=False,
               flip_vertical=False, scales=(1.0,), align_corners=None, merge='softmax', pad_to_crop=False,
-              flip_swap_pairs=()):
+              flip_swap_pairs=(), window_softmax=False):
     """Segment a normalized batch ``img`` [N, 3, H, W]; returns scores [N, C, *ori_shape].
+
+    ``window_softmax`` (slide mode): average the windows' probabilities, and then the passes'
+    probabilities as they are (whatever ``merge`` says).
 
     ``crop_size``/``stride`` are ``(h, w)`` (``parse_test_config`` converts PaddleSeg's ``[w, h]``);
     ``flip_swap_pairs`` (a dataset's ``FLIP_PAIRS``) swaps left/right class channels of
@@ -152,13 +161,15 @@ def inference(model, img, ori_shape=None, mode='whole', crop_size=None, stride=N
         size = (int(h_in * scale + 0.5), int(w_in * scale + 0.5))
         x = _resize(img, size, align_corners)
         for fh, fv in flips:
-            logit = _flip(_single_pass(model, _flip(x, fh, fv), mode, crop_size, stride, pad_to_crop), fh, fv)
+            logit = _flip(_single_pass(model, _flip(x, fh, fv), mode, crop_size, stride, pad_to_crop,
+                                       window_softmax), fh, fv)
             if fh:
                 logit = swap_channels(logit, flip_swap_pairs)
             logit = _resize(logit, ori_shape, align_corners)
             if n_passes == 1:
                 return logit
-            score = F.softmax(logit, axis=1) if merge == 'softmax' else logit
+            probs = window_softmax and mode == 'slide'
+            score = F.softmax(logit, axis=1) if merge == 'softmax' and not probs else logit
             total = score if total is None else total + score
     return total / n_passes
 
@@ -185,7 +196,8 @@ def parse_test_config(test_config=None, align_corners=None, overrides=None, wher
     """Turn a YAML ``test_config`` block (+ command-line overrides) into ``inference`` kwargs.
 
     Keys (PaddleSeg's): ``is_slide``, ``crop_size: [w, h]``, ``stride: [w, h]``, ``aug_eval``,
-    ``scales`` (a number or a list), ``flip_horizontal``, ``flip_vertical``. As in PaddleSeg,
+    ``scales`` (a number or a list), ``flip_horizontal``, ``flip_vertical``; and ours,
+    ``window_softmax`` (slide windows average probabilities, see ``inference``). As in PaddleSeg,
     ``scales`` and the flips apply only with ``aug_eval: true`` (``--aug_eval`` /
     ``--aug_pred``). ``overrides`` (from the command line) win over the file.
     """
@@ -223,6 +235,8 @@ def parse_test_config(test_config=None, align_corners=None, overrides=None, wher
             raise ConfigError(f'{name["stride"]}: {list(tc["stride"])} is larger than crop_size '
                               f'{list(tc["crop_size"])}; pixels between windows would never be predicted')
         kwargs.update(mode='slide', crop_size=crop, stride=stride)
+        if _flag(tc.get('window_softmax', False), name['window_softmax']):
+            kwargs['window_softmax'] = True
     if aug:
         kwargs.update(scales=tuple(float(s) for s in scales), flip_horizontal=flip_h, flip_vertical=flip_v)
     elif flip_h or flip_v or tuple(scales) != (1.0,):
