@@ -23,7 +23,8 @@ def parse_args(argv=None):
     p.add_argument('--warmup', type=int, default=2)
     p.add_argument('--iters', type=int, default=5)
     p.add_argument('--dygraph_iters', type=int, default=None,
-                   help='timed dygraph runs (default --iters; a large model takes minutes per run on CPU)')
+                   help='timed dygraph runs (default --iters; 0 times the first, reference run: a large model takes '
+                        'minutes per run on CPU)')
     p.add_argument('--no_dygraph', action='store_true', help='skip the (slow) dygraph timing')
     p.add_argument('--no_onnx', action='store_true', help='skip ONNX export and ONNX Runtime')
     p.add_argument('--opts', nargs='+', default=[], help='config overrides applied to every config')
@@ -35,8 +36,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.threads < 1 or args.iters < 1 or args.warmup < 0:
-        raise SystemExit('error: --threads and --iters must be >= 1, --warmup >= 0')
+    if args.threads < 1 or args.iters < 1 or args.warmup < 0 or (args.dygraph_iters or 0) < 0:
+        raise SystemExit('error: --threads and --iters must be >= 1, --warmup and --dygraph_iters >= 0')
     import csv
     import json
 
