@@ -28,7 +28,7 @@ demo: install
 # every config at full size (train step, export, Paddle Inference parity) runs in two processes
 test: install-test
 	$(PYTHON) -m pytest tests -q -p no:cacheprovider -m "not slow" --durations=25 --ignore=tests/test_every_config.py
-	$(PYTHON) -m pytest tests/test_every_config.py -q -p no:cacheprovider -n 2 --durations=15
+	$(PYTHON) -m pytest tests/test_every_config.py -q -p no:cacheprovider -n 2 --dist loadgroup --durations=15
 
 clean:
 	rm -rf output data/demo test_tipc/output

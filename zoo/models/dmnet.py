@@ -115,8 +115,8 @@ def resize_align_corners(x, size):
     after oneDNN convs read the conv output's layout wrongly (measured, same version).
     """
     shape = paddle.shape(x)
-    rows = _align_corners_matrix(size[0], shape[2])  # [H', H]
-    cols = _align_corners_matrix(size[1], shape[3])  # [W', W]
+    rows = _align_corners_matrix(size[0], shape[2]).astype(x.dtype)  # [H', H]
+    cols = _align_corners_matrix(size[1], shape[3]).astype(x.dtype)  # [W', W]
     y = x.reshape([-1, shape[2], shape[3]])
     y = paddle.matmul(paddle.matmul(rows, y), cols, transpose_y=True)
     return y.reshape([shape[0], shape[1], size[0], size[1]])
