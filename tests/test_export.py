@@ -12,6 +12,7 @@ ONNX Runtime) by ``tests/test_every_config.py``, which uses the helpers of this 
 import copy
 import glob
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -73,20 +74,26 @@ def tiny_config(**model):
 
 
 def calibrate_bn(model, shape=(2, 3, 64, 96), seed=0, num_classes=None):
-    """Random weights explode in eval mode unless BN statistics roughly match the data: average
-    the initial statistics (mean 0, var 1) with those of one random batch (momentum 0.5). Pure
-    batch statistics would give dead channels a variance of ~0, i.e. a 1/sqrt(eps) = 316x gain
-    that amplifies float32 rounding far beyond what a trained model sees."""
+    """BatchNorm running statistics = the statistics of one random batch (momentum 0), each
+    variance floored at its layer's median (a dead channel would otherwise get a 1/sqrt(eps) =
+    316x gain that amplifies float32 rounding far beyond what a trained model sees); then the
+    logits are given a trained model's spread (``scale_classifier``). In eval mode the network
+    then reproduces the train-mode flow, where every layer sees normalized inputs. (Mixing in
+    the initial (0, 1) statistics instead let a deep random ResNeSt grow its stage-4 features to
+    ~1e4, and float32 rounding with them; a batch of 2 left its split-attention BNs, which see
+    one pooled value per image, with near-zero variances: use a batch of 8 for those.)"""
     bns = [m for m in model.sublayers() if isinstance(m, nn.layer.norm._BatchNormBase)]
     saved = [m._momentum for m in bns]
     for m in bns:
-        m._momentum = 0.5
+        m._momentum = 0.0
     model.train()
     x = np.random.RandomState(seed).uniform(-2, 2, shape).astype('float32')
     with paddle.no_grad():
         model(paddle.to_tensor(x))
     for m, mom in zip(bns, saved):
         m._momentum = mom
+        var = m._variance.numpy()
+        m._variance.set_value(np.maximum(var, float(np.median(var)) + 1e-6).astype('float32'))
     model.eval()
     scale_classifier(model, x, num_classes)
     return model
@@ -120,13 +127,26 @@ def config_num_classes(cfg):
     return cfg.get('model.num_classes') or dataset_num_classes(cfg)
 
 
-def assert_parity(ref, out, what):
+def assert_parity(ref, out, what, f32_error=0.0):
+    """The exported logits vs dygraph's: max |diff| <= 1e-4 of the logit range, or, where
+    dygraph's own float32 result is further than that from exact (float64) arithmetic
+    (``f32_error``, measured by the caller), <= four times that error (two independent float32
+    errors; measured ratios up to 2.2): random weights in a 101-layer backbone amplify float32
+    rounding to 1.5-4e-4 of the logit range, so no two float32 implementations (oneDNN vs
+    Paddle's kernels, BN folded or not) can agree closer. Argmax equal wherever the top-2 margin
+    is larger than twice the tolerance. Each comparison is appended to the JSON lines file
+    ``$ZOO_PARITY_LOG`` if set. Returns the max |diff|."""
     ref, out = np.asarray(ref, np.float64), np.asarray(out, np.float64)
     assert out.shape == ref.shape, f'{what}: shape {out.shape} vs dygraph {ref.shape}'
     assert np.isfinite(ref).all(), f'{what}: dygraph logits not finite'
-    tol = 1e-4 * max(float(ref.max() - ref.min()), 1e-6)
+    span = max(float(ref.max() - ref.min()), 1e-6)
+    tol = max(1e-4 * span, 4 * f32_error)
     diff = float(np.abs(out - ref).max())
-    assert diff <= tol, f'{what}: max abs diff {diff:.3g} > {tol:.3g} (1e-4 of the logit range)'
+    if os.environ.get('ZOO_PARITY_LOG'):
+        with open(os.environ['ZOO_PARITY_LOG'], 'a') as f:
+            f.write(json.dumps({'what': what, 'diff_rel': diff / span, 'f32_error_rel': f32_error / span}) + '\n')
+    assert diff <= tol, (f'{what}: max abs diff {diff:.3g} > {tol:.3g} (1e-4 of the logit range {span:.3g}, or '
+                         f'4x dygraph\'s float32 error {f32_error:.3g})')
     top2 = np.sort(ref, axis=1)[:, -2:]
     decided = (top2[:, 1] - top2[:, 0]) > 2 * tol
     same = out.argmax(1) == ref.argmax(1)
@@ -260,23 +280,3 @@ def test_cli_exits_with_one_line_on_a_missing_config(tmp_path):
 def model_configs():
     return sorted(p for p in glob.glob(os.path.join(REPO, 'configs', '**', '*.yml'), recursive=True)
                   if '_base_' not in p.split(os.sep))
-
-
-sys.path.insert(0, os.path.join(REPO, 'test_tipc'))
-
-
-def _depth(path):
-    """The same "lightest config" rule as the TIPC chains (ResNet depth; other backbones last)."""
-    from gen_chains import _depth as backbone_depth  # test_tipc/gen_chains.py
-    return backbone_depth(Config(path))
-
-
-def one_config_per_model():
-    """The lightest config of each model type (by backbone depth, then name)."""
-    by_type = {}
-    for p in model_configs():
-        by_type.setdefault(Config(p).get('model.type'), []).append(p)
-    return {t: sorted(ps, key=lambda p: (_depth(p), '101' in p, p))[0] for t, ps in sorted(by_type.items())}
-
-
-HEAVY_PARAMS = 5_000_000  # above this, parity runs at the two small sizes only

@@ -30,7 +30,6 @@ import json
 import os
 import sys
 import tempfile
-import types
 
 import numpy as np
 
@@ -38,25 +37,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, 'mcibi_backbones_sssegmentation.json')
 
 
-def _stub_torchvision():
-    # sssegmentation imports torchvision for its SAM segmentor only (PLATFORM.md)
-    def _missing(name):
-        if name.startswith('__'):
-            raise AttributeError(name)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ssseg_env import stub_torchvision  # noqa: E402
 
-        def f(*a, **k):
-            raise RuntimeError(f'torchvision stub: {name}')
-        return f
-
-    for name in ('torchvision', 'torchvision.transforms', 'torchvision.transforms.functional', 'torchvision.ops',
-                 'torchvision.ops.boxes'):
-        mod = types.ModuleType(name)
-        mod.__path__ = []
-        mod.__getattr__ = _missing
-        sys.modules[name] = mod
-
-
-_stub_torchvision()
+stub_torchvision()
 
 import torch  # noqa: E402
 import torch.nn as tnn  # noqa: E402
@@ -72,7 +56,7 @@ import paddle  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 from zoo.models.backbones.hrnet import HRNet, imagenet_hrnet_to_ours  # noqa: E402
 from zoo.models.backbones.resnest import ResNeSt, imagenet_resnest_to_ours  # noqa: E402
-from zoo.models.backbones.vit import VisionTransformer, timm_vit_to_ours  # noqa: E402
+from zoo.models.backbones.vit import VisionTransformer  # noqa: E402
 from zoo.models.convert import check_mapping  # noqa: E402
 
 BN = {'type': 'BatchNorm2d'}

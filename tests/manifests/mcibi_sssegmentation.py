@@ -26,7 +26,6 @@ import datetime
 import json
 import os
 import sys
-import types
 
 import numpy as np
 
@@ -35,26 +34,10 @@ OUT = os.path.join(HERE, 'mcibi_sssegmentation.json')
 
 
 
-def _stub_torchvision():
-    # sssegmentation imports torchvision for its SAM segmentor only (PLATFORM.md); every
-    # attribute of the stub is a function that raises if called.
-    def _missing(name):
-        if name.startswith('__'):
-            raise AttributeError(name)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ssseg_env import stub_torchvision  # noqa: E402
 
-        def f(*a, **k):
-            raise RuntimeError(f'torchvision stub: {name}')
-        return f
-
-    for name in ('torchvision', 'torchvision.transforms', 'torchvision.transforms.functional', 'torchvision.ops',
-                 'torchvision.ops.boxes'):
-        mod = types.ModuleType(name)
-        mod.__path__ = []
-        mod.__getattr__ = _missing
-        sys.modules[name] = mod
-
-
-_stub_torchvision()
+stub_torchvision()
 
 import torch  # noqa: E402
 import ssseg  # noqa: E402

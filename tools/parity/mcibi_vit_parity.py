@@ -25,32 +25,16 @@ test manifest).
 import copy
 import datetime
 import json
+import os
 import sys
 import time
-import types
 
 import numpy as np
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'tests', 'manifests'))
+from ssseg_env import stub_torchvision  # noqa: E402
 
-def _stub_torchvision():
-    # sssegmentation imports torchvision for its SAM segmentor only (PLATFORM.md)
-    def _missing(name):
-        if name.startswith('__'):
-            raise AttributeError(name)
-
-        def f(*a, **k):
-            raise RuntimeError(f'torchvision stub: {name}')
-        return f
-
-    for name in ('torchvision', 'torchvision.transforms', 'torchvision.transforms.functional', 'torchvision.ops',
-                 'torchvision.ops.boxes'):
-        mod = types.ModuleType(name)
-        mod.__path__ = []
-        mod.__getattr__ = _missing
-        sys.modules[name] = mod
-
-
-_stub_torchvision()
+stub_torchvision()
 
 import torch  # noqa: E402
 import torch.nn as tnn  # noqa: E402
