@@ -15,9 +15,9 @@ the weights are random and the inputs small):
    ONNX Runtime, and, for models under 5 M parameters, at 333x517 (issue 3, part 5).
 
 Costs: weights are filled from one pre-drawn random block (Paddle's CPU Gaussian initializer
-takes ~10 s for a 100 M-parameter model) and inputs are 32-64 pixels. Measured on 2 cores at a
-load average of ~4: ResNet-101 configs 40-45 s, HRNet 66-140 s, ViT-L 107-149 s; the whole
-file 15 min with the two pytest-xdist workers of ``make test``.
+takes ~10 s for a 100 M-parameter model) and inputs are 32-64 pixels. Measured on 2 cores
+(fresh clone, ``make test``'s two pytest-xdist workers, machine otherwise idle): the whole file
+8 min 50 s; ViT-L 43-78 s per config, HRNet up to 70 s, ResNeSt-101 35-54 s.
 """
 import os
 import re
