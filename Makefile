@@ -4,7 +4,7 @@ PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 DEMO_ROOT ?= data/demo
 DEMO_OUT ?= output/demo
-DEMO_CONFIG ?= configs/demo/fast_scnn_demo.yml
+DEMO_CONFIG ?= configs/demo/fast_scnn_demo_96x192_1k.yml
 # Paddle's dygraph CPU kernels use one thread, so two data-parallel processes use both cores.
 DEMO_PROCS ?= 2
 

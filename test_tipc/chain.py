@@ -1,6 +1,6 @@
 """Run one TIPC chain: train -> eval -> export -> inference, as ``test_train_inference_python.sh``.
 
-    python test_tipc/chain.py test_tipc/configs/fastscnn/train_infer_python.txt lite_train_lite_infer
+    python test_tipc/chain.py test_tipc/configs/fast_scnn/train_infer_python.txt lite_train_lite_infer
 
 The config is PaddleSeg's ``key:value`` text (see test_tipc/README.md). A value may depend on the
 mode: ``lite_train_lite_infer=20|whole_infer=null``; ``a|b`` lists alternatives that the

@@ -8,7 +8,7 @@ model type plus the backbone type without its depth (``ResNet50_vd`` and ``ResNe
 one family, ``ResNetV1c`` another, ``ResNeSt``, ``HRNet``, ``VisionTransformer`` ...). The
 family of the folder's lightest config (smallest backbone depth) keeps the folder name
 (``mcibi``); every other family is named after the backbone token of its config file names
-(``mcibi_resnest101``, ``mcibi_hrnetv2-w48``, ``deeplabv3_resnet50``). A family's lightest
+(``mcibi_s101-d8``, ``mcibi_hrnetv2-w48``, ``deeplabv3_resnet50-vd-os8``). A family's lightest
 config is the base of ``<name>_demo.yml``: the same model and loss on the generated demo data
 (test_tipc/prepare.sh), no pretrained downloads, with the config's own val normalization.
 ``train_infer_python.txt`` holds the chain in PaddleSeg's key:value layout.
@@ -112,7 +112,7 @@ def backbone_family(cfg):
 
 
 def _backbone_token(path, folder_paths):
-    """``resnest101`` for ``mcibi_deeplabv3_resnest101_ade20k_512x512.yml``: the first file-name
+    """``s101-d8`` for ``mcibi_s101-d8_ade20k_512x512_180e.yml``: the first file-name
     token after those that every config of the folder starts with."""
     stems = [os.path.splitext(os.path.basename(p))[0].split('_') for p in folder_paths]
     own = os.path.splitext(os.path.basename(path))[0].split('_')

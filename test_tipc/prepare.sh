@@ -1,6 +1,6 @@
 #!/bin/bash
 # Make the data a TIPC chain needs, with the project's own generator (nothing is downloaded).
-#   bash test_tipc/prepare.sh test_tipc/configs/fastscnn/train_infer_python.txt lite_train_lite_infer
+#   bash test_tipc/prepare.sh test_tipc/configs/fast_scnn/train_infer_python.txt lite_train_lite_infer
 # lite_train_lite_infer: 8 train + 4 val images of 64x128 in test_tipc/data/demo
 # whole_infer:           the same, plus 16 val images of 256x512 in test_tipc/data/demo_whole
 set -e

@@ -46,10 +46,10 @@ def tiny_deeplabv3(num_classes=3, aux=True, **kw):
 
 def test_configs_present():
     names = {os.path.basename(p) for p in CONFIGS}
-    assert {'deeplabv3_resnet50_os8_cityscapes_1024x512_80k.yml', 'deeplabv3_resnet101_os8_cityscapes_1024x512_80k.yml',
-            'deeplabv3_resnet50_os8_voc12aug_512x512_40k.yml', 'deeplabv3_resnet101_os8_voc12aug_512x512_40k.yml',
-            'deeplabv3_r50-d8_4xb2-80k_cityscapes-512x1024.yml',
-            'deeplabv3_r101-d8_4xb2-80k_cityscapes-512x1024.yml'} <= names
+    assert {'deeplabv3_resnet50-vd-os8_cityscapes_512x1024_80k.yml', 'deeplabv3_resnet101-vd-os8_cityscapes_512x1024_80k.yml',
+            'deeplabv3_resnet50-vd-os8_voc12aug_512x512_40k.yml', 'deeplabv3_resnet101-vd-os8_voc12aug_512x512_40k.yml',
+            'deeplabv3_r50-d8_cityscapes_512x1024_80k.yml',
+            'deeplabv3_r101-d8_cityscapes_512x1024_80k.yml'} <= names
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=os.path.basename)

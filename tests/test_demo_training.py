@@ -16,7 +16,7 @@ from zoo.utils.config import Config
 from _tiny import record_losses
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEMO_CONFIG = os.path.join(REPO, 'configs', 'demo', 'fast_scnn_demo.yml')
+DEMO_CONFIG = os.path.join(REPO, 'configs', 'demo', 'fast_scnn_demo_96x192_1k.yml')
 ITERS = 120
 THRESHOLD = 0.2
 

@@ -135,7 +135,7 @@ def test_export_dynamic_hw(tmp_path):
 # -- the MCIBI HRNetV2p-W48 configs ---------------------------------------------------
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = sorted(glob.glob(os.path.join(ROOT, 'configs', 'mcibi', 'mcibi_deeplabv3_hrnetv2-w48_*.yml')))
+CONFIGS = sorted(glob.glob(os.path.join(ROOT, 'configs', 'mcibi', 'mcibi_hrnetv2-w48_*.yml')))
 # dataset: classes, lr, weight decay, iters, memory base lr, memory loss, total batch, mcibi_version, downsample
 RECIPES = {
     'cocostuff10k': (182, 0.001, 1.0e-4, 61820, 9.0e-4, False, 16, False, 1),

@@ -31,7 +31,7 @@ def manifest():
         return json.load(f)
 
 
-CONFIGS = sorted(glob.glob(os.path.join(ROOT, 'configs', 'mcibi', 'mcibi_deeplabv3_r*-d8_*.yml')))  # R-50/101 rows
+CONFIGS = sorted(glob.glob(os.path.join(ROOT, 'configs', 'mcibi', 'mcibi_r*-d8_*.yml')))  # R-50/101 rows
 
 
 def tiny_mcibi(num_classes=5, **kw):
@@ -309,7 +309,7 @@ def test_init_memory_from_a_trained_model(demo_root, tmp_path):
 
 # -- ViT-L rows: three auxiliary decoders (2 convs, x4 upsampling) on layers 9 / 14 / 19 ------
 
-VIT_CONFIGS = sorted(glob.glob(os.path.join(ROOT, 'configs', 'mcibi', 'mcibi_deeplabv3_vit-large_*.yml')))
+VIT_CONFIGS = sorted(glob.glob(os.path.join(ROOT, 'configs', 'mcibi', 'mcibi_vit-large_*.yml')))
 
 
 def vit_manifest():

@@ -152,7 +152,7 @@ def test_export_dynamic_hw(tmp_path):
 # -- the MCIBI S-101-D8 configs -------------------------------------------------------
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = sorted(glob.glob(os.path.join(ROOT, 'configs', 'mcibi', 'mcibi_deeplabv3_resnest101_*.yml')))
+CONFIGS = sorted(glob.glob(os.path.join(ROOT, 'configs', 'mcibi', 'mcibi_s101-d8_*.yml')))
 # dataset: classes, lr, weight decay, end lr, iters, memory base lr, memory loss, total batch
 RECIPES = {
     'cocostuff10k': (182, 0.001, 5.0e-4, 1.0e-4, 42150, 9.0e-4, False, 32),

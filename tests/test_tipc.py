@@ -16,7 +16,7 @@ import chain  # noqa: E402  (test_tipc/chain.py)
 import gen_chains  # noqa: E402
 from zoo.datasets.demo import DEMO_CLASSES
 
-FASTSCNN_TXT = os.path.join(REPO, 'test_tipc', 'configs', 'fastscnn', 'train_infer_python.txt')
+FASTSCNN_TXT = os.path.join(REPO, 'test_tipc', 'configs', 'fast_scnn', 'train_infer_python.txt')
 
 
 def chain_files():
@@ -34,11 +34,11 @@ def test_gen_chains_check_passes():
 def test_one_chain_per_backbone_family():
     chains = gen_chains.model_chains()
     # the folder's lightest family keeps the folder name; the others are named after their backbone
-    assert {'fastscnn', 'regseg', 'dmnet', 'deeplabv3', 'deeplabv3_resnet50', 'mcibi', 'mcibi_resnest101',
+    assert {'fast_scnn', 'regseg', 'dmnet', 'deeplabv3', 'deeplabv3_resnet50-vd-os8', 'mcibi', 'mcibi_s101-d8',
             'mcibi_hrnetv2-w48'} <= set(chains)
-    assert os.path.basename(chains['mcibi']).startswith('mcibi_deeplabv3_r50-d8_')
+    assert os.path.basename(chains['mcibi']).startswith('mcibi_r50-d8_')
     assert os.path.basename(chains['deeplabv3']).startswith('deeplabv3_r50-d8_')  # mmseg ResNetV1c
-    assert os.path.basename(chains['deeplabv3_resnet50']).startswith('deeplabv3_resnet50_')  # PaddleSeg ResNet_vd
+    assert os.path.basename(chains['deeplabv3_resnet50-vd-os8']).startswith('deeplabv3_resnet50-vd-os8_')  # PaddleSeg ResNet_vd
     has_vit = bool(glob.glob(os.path.join(REPO, 'configs', 'mcibi', '*vit-large*.yml')))
     assert ('mcibi_vit-large' in chains) == has_vit
     from zoo.utils.config import Config
@@ -74,7 +74,7 @@ def test_chain_references_a_demo_config_whose_model_builds(txt):
 
 def test_chain_config_values_depend_on_the_mode():
     sections = chain.parse_config(FASTSCNN_TXT)
-    assert sections['train_params']['model_name'] == 'fastscnn'
+    assert sections['train_params']['model_name'] == 'fast_scnn'
     assert sections['infer_params']['--batch_size'] == '1|2'  # the training --batch_size is separate
     assert chain.for_mode(sections['train_params']['--iters'], 'lite_train_lite_infer') == '20'
     assert chain.for_mode(sections['train_params']['--iters'], 'whole_infer') == 'null'
@@ -83,7 +83,7 @@ def test_chain_config_values_depend_on_the_mode():
 
 def test_failed_steps_are_logged_and_counted(tmp_path):
     txt = tmp_path / 'train_infer_python.txt'
-    text = open(FASTSCNN_TXT).read().replace('model_name:fastscnn', 'model_name:_tipc_selftest')
+    text = open(FASTSCNN_TXT).read().replace('model_name:fast_scnn', 'model_name:_tipc_selftest')
     text = text.replace('norm_train:tools/train.py', 'norm_train:tools/no_such_train.py')
     text = text.replace('norm_export:tools/export.py', 'norm_export:tools/no_such_export.py')
     txt.write_text(text)
@@ -126,7 +126,7 @@ def grid_size(name):
 @pytest.mark.tipc
 def test_fastscnn_lite_train_lite_infer_chain_succeeds():
     mode = 'lite_train_lite_infer'
-    lines = run_lite_chain('fastscnn', timeout=900)
+    lines = run_lite_chain('fast_scnn', timeout=900)
     steps = [ln.split(' with command - ')[1].split()[1] for ln in lines]
     # train, eval, export, then oneDNN on/off x 1/2 threads x batch 1/2
     assert steps[:3] == ['tools/train.py', 'tools/val.py', 'tools/export.py'] and len(lines) == 11, lines
@@ -136,7 +136,7 @@ def test_fastscnn_lite_train_lite_infer_chain_succeeds():
             for bs in ('1', '2'):
                 assert any(f'--enable_mkldnn {mkldnn} --cpu_threads {threads} --batch_size {bs}' in ln
                            for ln in infer_lines)
-    out = os.path.join(REPO, 'test_tipc', 'output', 'fastscnn', mode)
+    out = os.path.join(REPO, 'test_tipc', 'output', 'fast_scnn', mode)
     masks = [f for _, _, names in os.walk(os.path.join(out, 'infer_cpu_mkldnn_True_threads_2_bs_2'))
              for f in names if f.endswith('.png')]
     assert len(masks) == 4  # one pseudo-color mask per lite val image
@@ -146,7 +146,7 @@ def test_fastscnn_lite_train_lite_infer_chain_succeeds():
 @pytest.mark.tipc
 @pytest.mark.timeout(3600)
 @pytest.mark.parametrize('name', [os.path.basename(os.path.dirname(p)) for p in chain_files()
-                                  if os.path.basename(os.path.dirname(p)) != 'fastscnn'])
+                                  if os.path.basename(os.path.dirname(p)) != 'fast_scnn'])
 def test_every_chain_lite_train_lite_infer_succeeds(name):
     """The other chains (not in make test: ~1 h in all on 2 cores; times in test_tipc/README.md)."""
     lines = run_lite_chain(name, timeout=3600)

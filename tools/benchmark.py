@@ -1,6 +1,6 @@
 """Measure models on dygraph, Paddle Inference (oneDNN fp32) and ONNX Runtime, on one input.
 
-    python tools/benchmark.py --config configs/fastscnn/fast_scnn_cityscapes_512x1024_160k.yml \
+    python tools/benchmark.py --config configs/fast_scnn/fast_scnn_cityscapes_512x1024_160k.yml \
         [more configs ...] [--input_shape 1 3 512 1024 | --test_resolution] [--threads 2] \
         [--warmup 2] [--iters 5] [--dygraph_iters K] [--csv out.csv] [--json out.json] [--no_dygraph] [--no_onnx]
 

@@ -1,10 +1,10 @@
 """Import a checkpoint trained with another project into this zoo's parameter names.
 
     python tools/convert_weights.py --from paddleseg \\
-        --config configs/deeplabv3/deeplabv3_resnet50_os8_cityscapes_1024x512_80k.yml \\
+        --config configs/deeplabv3/deeplabv3_resnet50-vd-os8_cityscapes_512x1024_80k.yml \\
         --input model.pdparams --output output/deeplabv3_r50_os8.pdparams
     python tools/convert_weights.py --from mmseg \\
-        --config configs/deeplabv3/deeplabv3_r50-d8_4xb2-80k_cityscapes-512x1024.yml \\
+        --config configs/deeplabv3/deeplabv3_r50-d8_cityscapes_512x1024_80k.yml \\
         --input deeplabv3_r50-d8_512x1024_80k_cityscapes_20200606_113404-b92cfdd4.pth --output r50_d8.pdparams
 
 The model named by the config decides the importer (each model file registers its own,

@@ -1,6 +1,6 @@
 """Export a trained model for deployment (PaddleSeg's ``tools/export.py`` flags).
 
-    python tools/export.py --config configs/fastscnn/fast_scnn_cityscapes_512x1024_160k.yml \
+    python tools/export.py --config configs/fast_scnn/fast_scnn_cityscapes_512x1024_160k.yml \
         --model_path output/best_model/model.pdparams --save_dir output/export \
         [--input_shape 1 3 512 1024] [--output_op argmax|softmax|none] [--format paddle|onnx]
 

@@ -1,7 +1,7 @@
 """Initialise an MCIBI memory by clustering the features of a trained network
 (sssegmentation's ``initmemory.py``; see ``zoo/models/mcibi_memory_init.py``).
 
-    python tools/init_memory.py --config configs/mcibi/mcibi_deeplabv3_r50-d8_ade20k_512x512.yml \
+    python tools/init_memory.py --config configs/mcibi/mcibi_r50-d8_ade20k_512x512_130e.yml \
         --model_path output/iter_8000/model.pdparams --save_path init_memory.npy [--max_images 2000]
 
 Then train with ``--opts model.memory_init=init_memory.npy``. The images are read with the

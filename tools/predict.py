@@ -1,6 +1,6 @@
 """Predict images with trained weights (PaddleSeg's ``tools/predict.py`` flags).
 
-    python tools/predict.py --config configs/fastscnn/fast_scnn_cityscapes_512x1024_160k.yml \
+    python tools/predict.py --config configs/fast_scnn/fast_scnn_cityscapes_512x1024_160k.yml \
         --model_path output/best_model/model.pdparams --image_path demo.png|images/ --save_dir output/result \
         [--is_slide --crop_size 1024 512 --stride 768 384] [--aug_pred --scales 0.75 1.0 1.25 --flip_horizontal] \
         [--custom_color 0 0 0 255 0 0 ...]

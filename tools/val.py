@@ -1,6 +1,6 @@
 """Evaluate trained weights on the config's validation set (PaddleSeg's ``tools/val.py`` flags).
 
-    python tools/val.py --config configs/fastscnn/fast_scnn_cityscapes_512x1024_160k.yml \
+    python tools/val.py --config configs/fast_scnn/fast_scnn_cityscapes_512x1024_160k.yml \
         --model_path output/best_model/model.pdparams [--is_slide --crop_size 1024 512 --stride 768 384] \
         [--aug_eval --scales 0.75 1.0 1.25 --flip_horizontal] [--num_workers 2]
 

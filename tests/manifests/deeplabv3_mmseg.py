@@ -40,9 +40,9 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 OUT = os.path.join(HERE, 'deeplabv3_mmseg.json')
 
 CASES = {
-    'deeplabv3_r50-d8_cityscapes': ('configs/deeplabv3/deeplabv3_r50-d8_4xb2-80k_cityscapes-512x1024.yml',
+    'deeplabv3_r50-d8_cityscapes': ('configs/deeplabv3/deeplabv3_r50-d8_cityscapes_512x1024_80k.yml',
                                     'deeplabv3/deeplabv3_r50-d8_4xb2-80k_cityscapes-512x1024.py', 19),
-    'deeplabv3_r101-d8_cityscapes': ('configs/deeplabv3/deeplabv3_r101-d8_4xb2-80k_cityscapes-512x1024.yml',
+    'deeplabv3_r101-d8_cityscapes': ('configs/deeplabv3/deeplabv3_r101-d8_cityscapes_512x1024_80k.yml',
                                      'deeplabv3/deeplabv3_r101-d8_4xb2-80k_cityscapes-512x1024.py', 19),
 }
 

@@ -30,13 +30,13 @@ OUT = os.path.join(HERE, 'deeplabv3_paddleseg.json')
 
 CASES = {
     # name: (our config, PaddleSeg backbone, num_classes)
-    'deeplabv3_resnet50_os8_cityscapes': ('configs/deeplabv3/deeplabv3_resnet50_os8_cityscapes_1024x512_80k.yml',
+    'deeplabv3_resnet50_os8_cityscapes': ('configs/deeplabv3/deeplabv3_resnet50-vd-os8_cityscapes_512x1024_80k.yml',
                                           'ResNet50_vd', 19),
-    'deeplabv3_resnet101_os8_cityscapes': ('configs/deeplabv3/deeplabv3_resnet101_os8_cityscapes_1024x512_80k.yml',
+    'deeplabv3_resnet101_os8_cityscapes': ('configs/deeplabv3/deeplabv3_resnet101-vd-os8_cityscapes_512x1024_80k.yml',
                                            'ResNet101_vd', 19),
-    'deeplabv3_resnet50_os8_voc12aug': ('configs/deeplabv3/deeplabv3_resnet50_os8_voc12aug_512x512_40k.yml',
+    'deeplabv3_resnet50_os8_voc12aug': ('configs/deeplabv3/deeplabv3_resnet50-vd-os8_voc12aug_512x512_40k.yml',
                                         'ResNet50_vd', 21),
-    'deeplabv3_resnet101_os8_voc12aug': ('configs/deeplabv3/deeplabv3_resnet101_os8_voc12aug_512x512_40k.yml',
+    'deeplabv3_resnet101_os8_voc12aug': ('configs/deeplabv3/deeplabv3_resnet101-vd-os8_voc12aug_512x512_40k.yml',
                                          'ResNet101_vd', 21),
 }
 

@@ -86,7 +86,7 @@ def ref_cfg():
 
 
 def ours():
-    """Our model as ``configs/mcibi/mcibi_deeplabv3_vit-large_ade20k_512x512.yml`` builds it."""
+    """Our model as ``configs/mcibi/mcibi_vit-large_ade20k_512x512_130e.yml`` builds it."""
     bb = VisionTransformer(img_size=(512, 512), out_indices=(9, 14, 19, 23), out_norm=True)
     return MCIBI(num_classes=NUM_CLASSES, backbone=bb, in_channels=1024, aspp_dilations=(1, 6, 12, 18),
                  aux_in_channels=[1024, 1024, 1024], aux_channels=512, aux_num_convs=2, aux_upsample=4,
