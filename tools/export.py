@@ -29,6 +29,7 @@ def parse_args(argv=None):
     p.add_argument('--format', default='paddle', choices=['paddle', 'onnx'],
                    help='onnx also writes model.onnx through paddle2onnx (pip install -e .[onnx])')
     p.add_argument('--opts', nargs='+', default=[], help='config overrides: key.subkey=value ...')
+    p.add_argument('--verbose', action='store_true', help='show the third-party warnings export filters out')
     return p.parse_args(argv)
 
 
@@ -38,8 +39,9 @@ def main(argv=None):
     from zoo.utils.config import Config
     cfg = Config(args.config, opts=args.opts)
     deploy = export_model(cfg, args.save_dir, model_path=args.model_path, input_shape=args.input_shape,
-                          output_op=args.output_op, fmt=args.format)
-    files = [deploy['model'], deploy['params'], 'deploy.yaml'] + ([deploy['onnx']] if 'onnx' in deploy else [])
+                          output_op=args.output_op, fmt=args.format, verbose=args.verbose)
+    files = list(dict.fromkeys(deploy[k] for k in ('model', 'params', 'bf16_model', 'bf16_params', 'onnx')
+                               if deploy.get(k))) + ['deploy.yaml']
     print(f'exported to {args.save_dir}: {", ".join(files)} (input shape {deploy["input_shape"]}, '
           f'output {deploy["output_op"]} {deploy["output_dtype"]})')
 
