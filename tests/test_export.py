@@ -27,6 +27,7 @@ import yaml
 import zoo
 from zoo.export import (adaptive_avg_pool2d_by_matmul, adaptive_avg_pool2d_by_slices, check_input_shape, deploy_transforms, export_model,
                         without_pretrained)
+from zoo.benchmark import calibrate_bn, scale_classifier  # noqa: F401  (test_every_config imports them from here)
 from zoo.utils.config import Config
 from zoo.utils.errors import CheckpointError, ConfigError
 from zoo.utils.registry import MODELS
@@ -71,55 +72,6 @@ def tiny_config(**model):
                                        {'type': 'Normalize', 'mean': [123.675, 116.28, 103.53],
                                         'std': [58.395, 57.12, 57.375]}]},
     }
-
-
-def calibrate_bn(model, shape=(2, 3, 64, 96), seed=0, num_classes=None):
-    """BatchNorm running statistics = the statistics of one random batch (momentum 0), each
-    variance floored at its layer's median (a dead channel would otherwise get a 1/sqrt(eps) =
-    316x gain that amplifies float32 rounding far beyond what a trained model sees); then the
-    logits are given a trained model's spread (``scale_classifier``). In eval mode the network
-    then reproduces the train-mode flow, where every layer sees normalized inputs. (Mixing in
-    the initial (0, 1) statistics instead let a deep random ResNeSt grow its stage-4 features to
-    ~1e4, and float32 rounding with them; a batch of 2 left its split-attention BNs, which see
-    one pooled value per image, with near-zero variances: use a batch of 8 for those.)"""
-    bns = [m for m in model.sublayers() if isinstance(m, nn.layer.norm._BatchNormBase)]
-    saved = [m._momentum for m in bns]
-    for m in bns:
-        m._momentum = 0.0
-    model.train()
-    x = np.random.RandomState(seed).uniform(-2, 2, shape).astype('float32')
-    with paddle.no_grad():
-        model(paddle.to_tensor(x))
-    for m, mom in zip(bns, saved):
-        m._momentum = mom
-        var = m._variance.numpy()
-        m._variance.set_value(np.maximum(var, float(np.median(var)) + 1e-6).astype('float32'))
-    model.eval()
-    scale_classifier(model, x, num_classes)
-    return model
-
-
-def scale_classifier(model, x, num_classes=None, target_std=4.0):
-    """Give the logits a trained model's spread. The classifier's N(0, 0.01) init makes random
-    logits ~100x smaller than the features before it, so float32 reordering noise of the
-    features (identical in any two correct backends) would look large next to the logit
-    range. The classifier is a 1x1 conv followed only by a linear resize, so scaling its
-    weight and bias scales the logits exactly."""
-    n = num_classes or getattr(model, 'num_classes', None)
-    convs = [(name, m) for name, m in model.named_sublayers()
-             if isinstance(m, nn.Conv2D) and 'aux' not in name and m.weight.shape[0] == n]
-    named = [c for c in convs if c[0].endswith(('conv_seg', 'cls', 'classifier'))]
-    if not (named or convs):
-        return
-    conv = (named or convs)[-1][1]
-    with paddle.no_grad():
-        std = float(model(paddle.to_tensor(x))[0].numpy().std())
-        if std <= 0:
-            return
-        f = target_std / std
-        conv.weight.set_value(conv.weight * f)
-        if conv.bias is not None:
-            conv.bias.set_value(conv.bias * f)
 
 
 def config_num_classes(cfg):

@@ -1,82 +1,274 @@
-"""Measure models on dygraph, Paddle Inference (oneDNN fp32) and ONNX Runtime, on one input.
+"""One table per config: every deploy path (backend x precision) measured in one run.
 
     python tools/benchmark.py --config configs/fast_scnn/fast_scnn_cityscapes_512x1024_160k.yml \
-        [more configs ...] [--input_shape 1 3 512 1024 | --test_resolution] [--threads 2] \
-        [--warmup 2] [--iters 5] [--dygraph_iters K] [--csv out.csv] [--json out.json] [--no_dygraph] [--no_onnx]
+        --input_shape 1 3 512 1024 [--model_path W] [--threads N] [--rounds 7] [--iters 1] \
+        [--paths paddle:fp32 paddle:bf16 onnxruntime:fp32 ...] [--no_dygraph] \
+        [--extra_worker "NAME=COMMAND ... {input} {weights} {threads} ..."] [--markdown] [--json out.json]
+    python tools/benchmark.py --suite deploy [--torch_python P --regseg_dir D]   # docs/benchmark.md's tables
 
-Prints a table (parameters, FLOPs, median milliseconds per path, the ratios between them and the
-largest logit difference of the exported model vs dygraph). See docs/benchmark.md.
+Paths: Paddle dygraph fp32 (the reference of the argmax agreement), Paddle Inference fp32 / bf16
+(oneDNN; the ratio column is to Paddle Inference fp32, the default of deploy/python/infer.py),
+ONNX Runtime fp32 / int8, OpenVINO fp32 / bf16 / int8 (int8: tools/quant.py's QDQ model, calibrated
+on the training set with --model_path, else on random inputs: speed only). Each path runs in its
+own process; rounds are interleaved with 0.5 s idle between paths; the table gives medians, the
+ratio to Paddle Inference fp32, the argmax agreement with dygraph fp32 on the same input, and
+each process's peak memory. A path this machine cannot run gets a row saying why.
+See docs/benchmark.md.
 """
 import argparse
 import os
+import shlex
 import sys
+import tempfile
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+INFER = os.path.join(REPO, 'deploy', 'python', 'infer.py')
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description='Benchmark models on dygraph / Paddle Inference / ONNX Runtime.')
-    p.add_argument('--config', nargs='+', required=True, help='one or more YAML configs')
+    p = argparse.ArgumentParser(description='Every deploy path of a model in one table (interleaved rounds).')
+    p.add_argument('--config', nargs='+', help='one or more YAML configs (one table each)')
+    p.add_argument('--suite', choices=['deploy'], help='the configs and sizes of docs/benchmark.md')
     p.add_argument('--input_shape', nargs=4, type=int, default=None, metavar=('N', 'C', 'H', 'W'),
                    help='input shape (default 1 3 512 1024)')
     p.add_argument('--test_resolution', action='store_true',
                    help="use each config's test resolution (its dataset's image size through its val resizes)")
-    p.add_argument('--threads', type=int, default=2, help='CPU threads for every path')
-    p.add_argument('--warmup', type=int, default=2)
-    p.add_argument('--iters', type=int, default=5)
-    p.add_argument('--dygraph_iters', type=int, default=None,
-                   help='timed dygraph runs (default --iters; 0 times the first, reference run: a large model takes '
-                        'minutes per run on CPU)')
-    p.add_argument('--no_dygraph', action='store_true', help='skip the (slow) dygraph timing')
-    p.add_argument('--no_onnx', action='store_true', help='skip ONNX export and ONNX Runtime')
+    p.add_argument('--model_path', default=None, help='trained weights (default: random weights with calibrated BN)')
+    p.add_argument('--threads', type=int, default=None, help='CPU threads of every path (default: all cores)')
+    p.add_argument('--rounds', type=int, default=7, help='interleaved rounds (medians over them)')
+    p.add_argument('--iters', type=int, default=1, help='timed runs per path per round')
+    p.add_argument('--paths', nargs='+', default=None, metavar='BACKEND:PRECISION',
+                   help='deploy paths to measure (default: all seven)')
+    p.add_argument('--no_dygraph', action='store_true', help='no dygraph row (then no argmax agreement)')
+    p.add_argument('--calib_images', type=int, default=20, help='int8 calibration images')
+    p.add_argument('--extra_worker', action='append', default=[], metavar='NAME=COMMAND',
+                   help='another path in its own process speaking the worker protocol (zoo/benchmark.py); '
+                        '{input}, {weights}, {threads} and {config} in COMMAND are filled in')
+    p.add_argument('--torch_python', default=None, help='--suite: python of a PyTorch env for the official RegSeg')
+    p.add_argument('--regseg_dir', default=None, help='--suite: the official RegSeg code (model.py)')
+    p.add_argument('--work_dir', default=None, help='where the export and worker logs go (default: a temp folder)')
     p.add_argument('--opts', nargs='+', default=[], help='config overrides applied to every config')
-    p.add_argument('--csv', default=None, help='write the rows as CSV here')
-    p.add_argument('--json', default=None, help='write the rows as JSON here')
-    p.add_argument('--markdown', action='store_true', help='also print a Markdown table (docs/benchmark.md)')
-    return p.parse_args(argv)
+    p.add_argument('--markdown', action='store_true', help='also print the table as Markdown')
+    p.add_argument('--json', default=None, help='write every table\'s rows as JSON here')
+    p.add_argument('--verbose', action='store_true', help='per-round progress and third-party warnings')
+    p.add_argument('--worker', choices=['dygraph'], help=argparse.SUPPRESS)  # a path's own process
+    p.add_argument('--input', default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if not args.worker and not (args.config or args.suite):
+        p.error('--config or --suite is required')
+    if args.rounds < 1 or args.iters < 1 or (args.threads is not None and args.threads < 1):
+        p.error('--rounds, --iters and --threads must be >= 1')
+    return args
+
+
+SUITE = [  # (config, input H x W, extra worker) of issue 17's table
+    ('configs/fast_scnn/fast_scnn_cityscapes_512x1024_160k.yml', (512, 1024), None),
+    ('configs/fast_scnn/fast_scnn_cityscapes_512x1024_160k.yml', (1024, 2048), None),
+    ('configs/regseg/regseg_exp48_cityscapes_768x768_1000e.yml', (1024, 2048), 'regseg'),
+    ('configs/deeplabv3/deeplabv3_resnet50-vd-os8_cityscapes_512x1024_80k.yml', (512, 1024), None),
+]
+
+
+def dygraph_worker(args):
+    """This process is the dygraph path: build, load the driver's weights, serve."""
+    import numpy as np
+    import paddle
+    from zoo.benchmark import serve
+    from zoo.builder import build_model
+    from zoo.export import without_pretrained
+    from zoo.utils.checkpoint import load_state_dict_checked, read_state_dict
+    from zoo.utils.config import Config
+    cfg = without_pretrained(Config(args.config[0], opts=args.opts))
+    model = build_model(cfg)
+    load_state_dict_checked(model, read_state_dict(args.model_path), args.model_path, strict=True)
+    model.eval()
+    x = paddle.to_tensor(np.load(args.input))
+
+    def run():
+        with paddle.no_grad():
+            return model(x)[0].numpy()
+
+    serve(run, lambda logits: logits.argmax(axis=1), describe='dygraph fp32 (paddle.no_grad)')
+
+
+def _available(backend, precision):
+    """None if this machine can run the path, else why not (one line)."""
+    import importlib.util
+    sys.path.insert(0, os.path.dirname(INFER))
+    import infer
+    if backend in ('onnxruntime', 'openvino') and importlib.util.find_spec(backend) is None:
+        return f'{backend} not installed (pip install {backend})'
+    if precision == 'bf16' and not infer.has_bf16():
+        return 'no bf16 instructions on this CPU (avx512_bf16 / amx_bf16)'
+    if (backend, precision) == ('onnxruntime', 'bf16'):
+        return 'ONNX Runtime has no bf16 CPU kernels'
+    if (backend, precision) == ('paddle', 'int8'):
+        return 'Paddle Inference 3.2.2 cannot run our int8 models (docs/benchmark.md)'
+    return None
+
+
+def benchmark_one(cfg_path, shape, args, work_dir, extra_workers=(), log=print):
+    """Export, start every path, interleave the rounds; returns (title, rows, facts)."""
+    import numpy as np
+    import paddle
+    import zoo.benchmark as zb
+    from zoo.builder import build_model, dataset_num_classes
+    from zoo.export import export_model, without_pretrained
+    from zoo.export.quant import calibration_inputs, quantize_onnx
+    from zoo.utils.checkpoint import load_state_dict_checked, read_state_dict
+    from zoo.utils.config import Config
+    from zoo.utils.errors import ZooError
+    sys.path.insert(0, os.path.dirname(INFER))
+    import infer
+    threads = args.threads or infer.default_threads()
+    cfg = without_pretrained(Config(cfg_path, opts=args.opts))
+    os.makedirs(work_dir, exist_ok=True)
+    model = build_model(cfg)
+    x = np.random.RandomState(0).uniform(-2, 2, shape).astype('float32')
+    if args.model_path:
+        load_state_dict_checked(model, read_state_dict(args.model_path), args.model_path, strict=True)
+        weights_note = f'weights {args.model_path}'
+    else:  # speed does not depend on the values; calibrated BN keeps activations like a trained model's
+        paddle.seed(0)
+        zb.calibrate_bn(model, shape=(2, 3, min(shape[2], 256), min(shape[3], 512)),
+                        num_classes=cfg.get('model.num_classes') or dataset_num_classes(cfg))
+        weights_note = 'random weights (BN calibrated): agreement of reduced precisions is not meaningful'
+    model.eval()
+    weights = os.path.join(work_dir, 'model.pdparams')
+    paddle.save(model.state_dict(), weights)
+    params = zb.count_params(model)
+    flops = zb.count_flops(model, [1, 3, shape[2], shape[3]])
+    np.save(os.path.join(work_dir, 'input.npy'), x)
+
+    paths = [tuple(p.split(':')) for p in args.paths] if args.paths else zb.DEPLOY_PATHS
+    want_int8 = any(prec == 'int8' for _, prec in paths)
+    calib_note = ''
+
+    def add_int8(folder, deploy):
+        nonlocal calib_note
+        try:
+            inputs = list(calibration_inputs(cfg, args.calib_images)) if args.model_path else None
+            calib_note = f'int8 calibrated on {args.calib_images} training images'
+        except ZooError:
+            inputs = None
+        if inputs is None:  # no dataset here: speed only
+            rng = np.random.RandomState(1)
+            inputs = [rng.uniform(-2, 2, shape).astype('float32') for _ in range(4)]
+            calib_note = 'int8 calibrated on random inputs (speed only)'
+        quantize_onnx(os.path.join(folder, deploy['onnx']), os.path.join(folder, 'model_int8.onnx'), inputs,
+                      verbose=args.verbose)
+        deploy['onnx_int8'] = 'model_int8.onnx'
+
+    export_dir = os.path.join(work_dir, 'export')
+    export_model(cfg, export_dir, model=model, output_op='argmax', fmt='onnx', verbose=args.verbose,
+                 extra_step=add_int8 if want_int8 else None)
+    del model
+    deploy_yaml = os.path.join(export_dir, 'deploy.yaml')
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONPATH=REPO)
+    workers, skipped = [], []
+    if not args.no_dygraph:
+        cmd = [sys.executable, os.path.abspath(__file__), '--worker', 'dygraph', '--config', cfg_path,
+               '--model_path', weights, '--input', os.path.join(work_dir, 'input.npy')]
+        if args.opts:
+            cmd += ['--opts', *args.opts]
+        workers.append(zb.Worker('dygraph fp32', cmd, env=env, cwd=REPO,
+                                 log_path=os.path.join(work_dir, 'dygraph.log')))
+    for backend, precision in paths:
+        name = f'{backend} {precision}'
+        why = _available(backend, precision)
+        if why:
+            skipped.append({'path': name, 'error': why})
+            continue
+        cmd = [sys.executable, INFER, '--config', deploy_yaml, '--backend', backend, '--precision', precision,
+               '--cpu_threads', str(threads), '--benchmark_worker', os.path.join(work_dir, 'input.npy')]
+        workers.append(zb.Worker(name, cmd, env=env, cwd=REPO,
+                                 log_path=os.path.join(work_dir, name.replace(' ', '_') + '.log')))
+    for name, command in extra_workers:
+        cmd = shlex.split(command.format(input=os.path.join(work_dir, 'input.npy'), weights=weights,
+                                         threads=threads, config=cfg_path))
+        workers.append(zb.Worker(name, cmd, env=dict(os.environ, OMP_NUM_THREADS=str(threads)), cwd=REPO,
+                                 log_path=os.path.join(work_dir, name.replace(' ', '_') + '.log')))
+    for w in workers:  # one at a time: loading competes for the cores as much as running does
+        w.wait_ready()
+        if w.error:
+            log(f'{w.name}: {w.error}')
+    load_before = zb.loadavg()
+    zb.run_interleaved(workers, args.rounds, args.iters, log=log if args.verbose else None)
+    load_after = zb.loadavg()
+    labels = {}
+    for w in workers:
+        path = w.finish(os.path.join(work_dir, w.name.replace(' ', '_') + '_labels.npy'))
+        if path:
+            labels[w.name] = np.load(path)
+    reference = labels.get('dygraph fp32')
+    rows = zb.summarize(workers, reference, labels, reference=' '.join(zb.REFERENCE))
+    rows += skipped
+    title = (f'{os.path.relpath(cfg_path, REPO) if os.path.isabs(cfg_path) else cfg_path}, input '
+             f'{"x".join(map(str, shape))}, {threads} threads, medians of {args.rounds} interleaved rounds x '
+             f'{args.iters} run(s)')
+    if load_before and load_after:
+        title += f'; load average {load_before[0]:.2f} -> {load_after[0]:.2f}'
+    facts = {'config': cfg_path, 'input_shape': list(shape), 'threads': threads, 'rounds': args.rounds,
+             'iters': args.iters, 'loadavg_before': load_before, 'loadavg_after': load_after,
+             'params_M': params / 1e6, 'GMACs': flops / 1e9, 'weights': weights_note, 'int8': calib_note}
+    return title, rows, facts
+
+
+def cpu_summary():
+    sys.path.insert(0, os.path.dirname(INFER))
+    import infer
+    flags = infer.cpu_flags()
+    model = ''
+    try:
+        with open('/proc/cpuinfo') as f:
+            model = next((ln.split(':', 1)[1].strip() for ln in f if ln.startswith('model name')), '')
+    except OSError:
+        pass
+    keys = sorted(f for f in flags if f.startswith(('avx512', 'amx', 'avx_vnni', 'avx2', 'fma')))
+    return f'{model}; {infer.default_threads()} cores; ' + ' '.join(keys)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.threads < 1 or args.iters < 1 or args.warmup < 0 or (args.dygraph_iters or 0) < 0:
-        raise SystemExit('error: --threads and --iters must be >= 1, --warmup and --dygraph_iters >= 0')
-    import csv
+    if args.worker == 'dygraph':
+        return dygraph_worker(args)
     import json
-
-    from zoo.benchmark import COLUMNS, benchmark_config, format_rows, markdown_rows, test_resolution
-    from zoo.utils.config import Config
-    rows = []
-    for path in args.config:
-        cfg = Config(path, opts=args.opts)
-        if args.test_resolution:
-            shape = [1, 3, *test_resolution(cfg)]
-        else:
-            shape = args.input_shape or [1, 3, 512, 1024]
-        row = benchmark_config(cfg, shape, threads=args.threads, warmup=args.warmup, iters=args.iters,
-                               onnx=not args.no_onnx, dygraph=not args.no_dygraph,
-                               dygraph_iters=args.dygraph_iters)
-        rows.append(row)
-        print(format_rows([row]), flush=True)
-    print(format_rows(rows))
-    if args.markdown:
-        print(markdown_rows(rows))
-    if args.csv:
-        with open(args.csv, 'w', newline='', encoding='utf-8') as f:
-            w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction='ignore')
-            w.writeheader()
-            w.writerows(rows)
+    jobs = []
+    if args.suite:
+        for cfg, (h, w), extra in SUITE:
+            workers = []
+            if extra == 'regseg' and args.torch_python and args.regseg_dir:
+                workers.append(('pytorch official', f'{shlex.quote(args.torch_python)} '
+                                f'{shlex.quote(os.path.join(REPO, "tools", "parity", "regseg_torch_worker.py"))} '
+                                f'--official_dir {shlex.quote(args.regseg_dir)} --weights {{weights}} '
+                                '--input {input} --threads {threads}'))
+            jobs.append((os.path.join(REPO, cfg), [1, 3, h, w], workers))
+    else:
+        from zoo.benchmark import test_resolution
+        from zoo.utils.config import Config
+        for cfg in args.config:
+            shape = ([1, 3, *test_resolution(Config(cfg, opts=args.opts))] if args.test_resolution
+                     else args.input_shape or [1, 3, 512, 1024])
+            jobs.append((cfg, shape, [tuple(e.split('=', 1)) for e in args.extra_worker]))
+    from zoo.benchmark import format_table
+    print(f'CPU: {cpu_summary()}', flush=True)
+    results = []
+    with tempfile.TemporaryDirectory(dir=args.work_dir) as tmp:
+        for i, (cfg, shape, extra) in enumerate(jobs):
+            title, rows, facts = benchmark_one(cfg, shape, args, os.path.join(tmp, str(i)), extra)
+            print(format_table(rows, title), flush=True)
+            print(f'  {facts["params_M"]:.2f} M parameters, {facts["GMACs"]:.1f} GMACs; {facts["weights"]}'
+                  + (f'; {facts["int8"]}' if facts['int8'] else ''), flush=True)
+            if args.markdown:
+                print(format_table(rows, title, markdown=True), flush=True)
+            results.append({'title': title, 'rows': rows, **facts})
     if args.json:
         with open(args.json, 'w', encoding='utf-8') as f:
-            json.dump(rows, f, indent=2)
-
-
-def set_threads_env(argv=None):
-    """Dygraph's math library reads these once, when paddle is imported: set them first."""
-    threads = str(parse_args(argv).threads)
-    for var in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS'):
-        os.environ[var] = threads
+            json.dump({'cpu': cpu_summary(), 'tables': results}, f, indent=2)
+    return 0
 
 
 if __name__ == '__main__':
-    set_threads_env()
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    sys.path.insert(0, REPO)
     from zoo.utils.cli import main_wrapper
     main_wrapper(main)

@@ -45,7 +45,7 @@ def main(argv=None):
 
     def add_int8(folder, deploy):
         report['nodes'] = quantize_onnx(os.path.join(folder, deploy['onnx']), os.path.join(folder, 'model_int8.onnx'),
-                                        inputs, method=args.calib_method)
+                                        inputs, method=args.calib_method, verbose=args.verbose)
         deploy['onnx_int8'] = 'model_int8.onnx'
         deploy['int8_calibration'] = {'images': len(inputs), 'method': args.calib_method, 'seed': args.seed,
                                       'split': 'train'}

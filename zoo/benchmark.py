@@ -1,43 +1,44 @@
-"""Speed of a model on the paths a user can deploy it on, measured on one input in one run.
+"""Speed of a model on every path a user can deploy it on, in one table (tools/benchmark.py).
 
-For each config: parameters, FLOPs, latency of the dygraph model (``paddle.no_grad``), of the
-exported program in Paddle Inference (oneDNN, fp32) and of the same program converted to
-ONNX in ONNX Runtime, plus the ratios. The exported paths go through
-``deploy/python/infer.py``'s ``Predictor`` (loaded from the repository), so the numbers are
-those of the deployment script, with its settings, not of a look-alike.
+Every path (Paddle dygraph, Paddle Inference fp32/bf16, ONNX Runtime fp32/int8, OpenVINO
+fp32/bf16/int8, and optionally a foreign reference such as the official PyTorch model) runs in
+its own process (two math runtimes in one process slow each other down). A driver starts them
+all, then interleaves timed rounds: path 1, ~0.5 s idle, path 2, ... round 2 ... so a change in
+the machine's load hits every path alike. Medians over the rounds, the ratio of each path to our
+Paddle Inference fp32 (the default of ``deploy/python/infer.py``), the argmax agreement of each
+path with dygraph fp32 on the same input, and each process's peak resident memory.
+
+Workers speak a line protocol on stdin/stdout (``run K``, ``save PATH``, ``stats``, ``quit``;
+answers are JSON lines prefixed ``@@``): ``deploy/python/infer.py --benchmark_worker``, the
+dygraph worker here (:func:`serve`), and any foreign script that does the same.
 
 FLOPs count multiply-accumulates of convolutions (incl. transposed) and linear layers, one
 MAC = one FLOP, the convention of ``paddle.flops`` and mmcv's ``get_model_complexity_info``
 (``paddle.flops`` itself fails under numpy 2 in Paddle 3.2.2).
 """
-import importlib.util
+import json
 import os
-import tempfile
+import queue
+import statistics
+import subprocess
+import sys
+import threading
 import time
 
 import numpy as np
 import paddle
 
-from .builder import as_config, build_model
-from .export import export_model, without_pretrained
-from .utils.errors import ConfigError
-
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEPLOY_SCRIPT = os.path.join(_REPO, 'deploy', 'python', 'infer.py')
 # The nominal image size (H, W) of each dataset's val images, for "test resolution".
 DATASET_IMAGE_SIZE = {'Cityscapes': (1024, 2048), 'ADE20K': (512, 683), 'PascalVOC': (500, 375),
                       'PascalContext': (375, 500), 'COCOStuff': (480, 640), 'DemoShapes': (256, 512)}
+# backend, precision: every path of the table, in its order
+DEPLOY_PATHS = [('paddle', 'fp32'), ('paddle', 'bf16'), ('onnxruntime', 'fp32'), ('onnxruntime', 'int8'),
+                ('openvino', 'fp32'), ('openvino', 'bf16'), ('openvino', 'int8')]
+REFERENCE = ('paddle', 'fp32')  # ratios are to this path
+PROTOCOL_PREFIX = '@@ '
 
 
-def load_deploy_module():
-    """``deploy/python/infer.py`` as a module (it is a script, not part of the library)."""
-    if not os.path.isfile(DEPLOY_SCRIPT):
-        raise ConfigError(f'{DEPLOY_SCRIPT} not found: the benchmark runs from a source checkout')
-    spec = importlib.util.spec_from_file_location('zoo_deploy_infer', DEPLOY_SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
+# -- model facts ----------------------------------------------------------------------
 
 def count_params(model):
     return int(sum(int(np.prod(p.shape)) for p in model.parameters()))
@@ -74,19 +75,6 @@ def count_flops(model, input_shape, x=None, return_output=False):
     return (total[0], out[0].numpy()) if return_output else total[0]
 
 
-def time_calls(fn, warmup, iters):
-    """Run ``fn`` warmup + iters times; milliseconds of the timed calls (mean, p50, p90)."""
-    for _ in range(warmup):
-        fn()
-    ms = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        fn()
-        ms.append((time.perf_counter() - t0) * 1000.0)
-    ms = np.asarray(ms)
-    return {'mean': float(ms.mean()), 'p50': float(np.percentile(ms, 50)), 'p90': float(np.percentile(ms, 90))}
-
-
 def test_resolution(cfg):
     """(H, W) a config evaluates at: its dataset's image size through its val resizes."""
     ds = cfg.get('val_dataset.type')
@@ -105,90 +93,263 @@ def test_resolution(cfg):
     return h, w
 
 
-def benchmark_config(config, input_shape, threads=2, warmup=2, iters=5, opts=None, onnx=True,
-                     dygraph=True, work_dir=None, dygraph_iters=None):
-    """One row: params, FLOPs, dygraph / Paddle Inference / ONNX Runtime latency and ratios.
+def calibrate_bn(model, shape=(2, 3, 64, 96), seed=0, num_classes=None):
+    """Random weights that behave like trained ones, for speed and parity checks.
 
-    Latencies are medians of ``iters`` timed runs after ``warmup`` untimed ones (dygraph:
-    ``dygraph_iters`` timed runs, default ``iters``, after the one run that gives the reference
-    logits and the FLOPs; ``dygraph_iters=0`` times that run itself: a large model's dygraph
-    forward takes minutes on CPU). The exported model outputs
-    raw logits (``output_op none``) so the three paths compute the same thing;
-    ``max_abs_diff`` records how far the exported logits are from dygraph's.
-    """
-    cfg = as_config(config, opts=opts) if not hasattr(config, 'dic') else config
-    cfg = without_pretrained(cfg)  # speed does not depend on the weights; no downloads
-    deploy = load_deploy_module()
-    model = build_model(cfg)
+    BatchNorm running statistics = the statistics of one random batch (momentum 0), each
+    variance floored at its layer's median (a dead channel would otherwise get a 1/sqrt(eps) =
+    316x gain that amplifies float32 rounding far beyond what a trained model sees); then the
+    logits are given a trained model's spread (:func:`scale_classifier`). In eval mode the
+    network then reproduces the train-mode flow, where every layer sees normalized inputs.
+    (Mixing in the initial (0, 1) statistics instead let a deep random ResNeSt grow its stage-4
+    features to ~1e4; a batch of 2 left its split-attention BNs, which see one pooled value per
+    image, with near-zero variances: use a batch of 8 for those.)"""
+    bns = [m for m in model.sublayers() if isinstance(m, paddle.nn.layer.norm._BatchNormBase)]
+    saved = [m._momentum for m in bns]
+    for m in bns:
+        m._momentum = 0.0
+    model.train()
+    x = np.random.RandomState(seed).uniform(-2, 2, shape).astype('float32')
+    with paddle.no_grad():
+        model(paddle.to_tensor(x))
+    for m, mom in zip(bns, saved):
+        m._momentum = mom
+        var = m._variance.numpy()
+        m._variance.set_value(np.maximum(var, float(np.median(var)) + 1e-6).astype('float32'))
     model.eval()
-    x = np.random.RandomState(0).uniform(-1, 1, input_shape).astype('float32')
-    t0 = time.perf_counter()
-    flops, ref = count_flops(model, input_shape, x, return_output=True)  # also the reference logits
-    first_ms = (time.perf_counter() - t0) * 1000.0
-    row = {'model': cfg.get('model.type'), 'config': cfg.path, 'input': 'x'.join(map(str, input_shape)),
-           'threads': threads, 'params_M': count_params(model) / 1e6, 'GFLOPs': flops / 1e9}
-    n = iters if dygraph_iters is None else dygraph_iters
-    if dygraph and n == 0:  # a model that takes minutes per pass: time the reference pass itself
-        row['dygraph_ms'] = row['dygraph_mean_ms'] = first_ms
-    elif dygraph:
-        xt = paddle.to_tensor(x)
-        with paddle.no_grad():
-            t = time_calls(lambda: model(xt)[0].numpy(), max(warmup - 1, 0), n)
-        row['dygraph_ms'], row['dygraph_mean_ms'] = t['p50'], t['mean']
-    with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
-        out_dir = os.path.join(tmp, 'export')
-        fmt = 'onnx' if onnx and importlib.util.find_spec('paddle2onnx') else 'paddle'
-        # export the very weights dygraph ran (folds the BNs of ``model`` in place: dygraph is done)
-        export_model(cfg, out_dir, model=model, output_op='none', fmt=fmt)
-        dcfg = deploy.DeployConfig(os.path.join(out_dir, 'deploy.yaml'))
-        pred = deploy.Predictor(dcfg, backend='paddle', enable_mkldnn=True, cpu_threads=threads)
-        out = pred.run(x)
-        t = time_calls(lambda: pred.run(x), warmup, iters)
-        row['infer_ms'], row['infer_mean_ms'] = t['p50'], t['mean']
-        if ref is not None:
-            row['max_abs_diff'] = float(np.abs(out - ref).max())
-        if fmt == 'onnx' and importlib.util.find_spec('onnxruntime'):
-            sess = deploy.Predictor(dcfg, backend='onnxruntime', cpu_threads=threads)
-            sess.run(x)
-            t = time_calls(lambda: sess.run(x), warmup, iters)
-            row['ort_ms'], row['ort_mean_ms'] = t['p50'], t['mean']
-    if row.get('dygraph_ms'):
-        row['dygraph/infer'] = row['dygraph_ms'] / row['infer_ms']
-    if row.get('ort_ms'):
-        row['infer/ort'] = row['infer_ms'] / row['ort_ms']
-    return row
+    scale_classifier(model, x, num_classes)
+    return model
 
 
-COLUMNS = ['model', 'input', 'threads', 'params_M', 'GFLOPs', 'dygraph_ms', 'infer_ms', 'ort_ms',
-           'dygraph/infer', 'infer/ort', 'max_abs_diff', 'config']
+def scale_classifier(model, x, num_classes=None, target_std=4.0):
+    """Give the logits a trained model's spread. The classifier's N(0, 0.01) init makes random
+    logits ~100x smaller than the features before it, so float32 reordering noise of the
+    features (identical in any two correct backends) would look large next to the logit
+    range. The classifier is a 1x1 conv followed only by a linear resize, so scaling its
+    weight and bias scales the logits exactly."""
+    n = num_classes or getattr(model, 'num_classes', None)
+    convs = [(name, m) for name, m in model.named_sublayers()
+             if isinstance(m, paddle.nn.Conv2D) and 'aux' not in name and m.weight.shape[0] == n]
+    named = [c for c in convs if c[0].endswith(('conv_seg', 'cls', 'classifier'))]
+    if not (named or convs):
+        return
+    conv = (named or convs)[-1][1]
+    with paddle.no_grad():
+        std = float(model(paddle.to_tensor(x))[0].numpy().std())
+        if std <= 0:
+            return
+        f = target_std / std
+        conv.weight.set_value(conv.weight * f)
+        if conv.bias is not None:
+            conv.bias.set_value(conv.bias * f)
 
 
-def _cells(r):
-    cells = []
-    for c in COLUMNS:
-        v = r.get(c)
-        if v is None:
-            cells.append('-')
-        elif c == 'max_abs_diff':
-            cells.append(f'{v:.1e}')
-        elif isinstance(v, float):
-            cells.append(f'{v:.2f}' if c.endswith(('_M', 'GFLOPs', '/infer', '/ort')) else f'{v:.1f}')
-        else:
-            cells.append(str(v))
-    return cells
+# -- the worker protocol --------------------------------------------------------------
+
+def serve(run, labels, stdin=None, stdout=None, describe=''):
+    """Answer the driver's commands (see the module docstring) for one path: ``run()`` does
+    one timed pass, ``labels(output)`` turns its output into class ids."""
+    stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
+    last = run()
+
+    def reply(obj):
+        stdout.write(PROTOCOL_PREFIX + json.dumps(obj) + '\n')
+        stdout.flush()
+
+    reply({'ready': True, 'describe': describe})
+    for line in stdin:
+        cmd, _, arg = line.strip().partition(' ')
+        if cmd == 'run':
+            wall, cpu = [], []
+            for _ in range(max(int(arg or 1), 1)):
+                c0, t0 = time.process_time(), time.perf_counter()
+                last = run()
+                wall.append((time.perf_counter() - t0) * 1000.0)
+                cpu.append((time.process_time() - c0) * 1000.0)
+            reply({'wall_ms': wall, 'cpu_ms': cpu})
+        elif cmd == 'save':
+            np.save(arg, np.asarray(labels(last)).astype(np.int32))
+            reply({'saved': arg})
+        elif cmd == 'stats':
+            reply({'peak_rss_mb': peak_rss_mb()})
+        elif cmd == 'quit':
+            reply({'bye': True})
+            return
 
 
-def format_rows(rows):
-    """A prettytable of benchmark rows (numbers rounded for reading)."""
+def peak_rss_mb():
+    """Peak resident memory of this process (Linux VmHWM: unlike ru_maxrss it is not inherited
+    from the parent across exec); None where unknown."""
+    try:
+        with open('/proc/self/status') as f:
+            return next(int(ln.split()[1]) / 1024.0 for ln in f if ln.startswith('VmHWM:'))
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
+class Worker:
+    """One path in its own process, driven over the line protocol."""
+
+    def __init__(self, name, cmd, env=None, cwd=None, log_path=None):
+        self.name, self.cmd = name, cmd
+        self.error = None
+        self.describe = ''
+        self.wall, self.cpu = [], []
+        self.peak_rss_mb = None
+        self.log = open(log_path, 'w') if log_path else subprocess.DEVNULL
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
+                                     text=True, env=env, cwd=cwd, bufsize=1)
+        # a thread reads the worker's stdout: answers go to the queue, anything else (a library's
+        # prints) is dropped; None marks the end of the stream
+        self.lines = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            if line.startswith(PROTOCOL_PREFIX):
+                self.lines.put(json.loads(line[len(PROTOCOL_PREFIX):]))
+        self.lines.put(None)
+
+    def _answer(self, timeout):
+        try:
+            ans = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f'no answer within {timeout:.0f} s') from None
+        if ans is None:
+            raise RuntimeError(self._failure())
+        return ans
+
+    def _failure(self):
+        self.proc.wait(timeout=30)
+        tail = ''
+        if hasattr(self.log, 'name'):
+            self.log.flush()
+            with open(self.log.name, encoding='utf-8', errors='replace') as f:
+                lines = [ln.strip() for ln in f if ln.strip()]
+            picked = [ln for ln in lines if ln.startswith('error:') or 'Error' in ln] or lines
+            tail = picked[-1][:300] if picked else ''
+        return f'exited with status {self.proc.returncode}' + (f': {tail}' if tail else '')
+
+    def call(self, command, timeout=3600):
+        if self.error:
+            return None
+        try:
+            self.proc.stdin.write(command + '\n')
+            self.proc.stdin.flush()
+            return self._answer(timeout)
+        except (BrokenPipeError, RuntimeError, TimeoutError, OSError) as e:
+            self.error = str(e) if not isinstance(e, BrokenPipeError) else self._failure()
+            self.kill()
+            return None
+
+    def wait_ready(self, timeout=3600):
+        try:
+            ans = self._answer(timeout)
+            self.describe = ans.get('describe', '')
+        except (RuntimeError, TimeoutError, OSError) as e:
+            self.error = str(e)
+            self.kill()
+
+    def run(self, iters):
+        ans = self.call(f'run {iters}')
+        if ans:
+            self.wall += ans['wall_ms']
+            self.cpu += ans['cpu_ms']
+
+    def finish(self, labels_path=None):
+        if labels_path and self.call(f'save {labels_path}') is None:
+            labels_path = None
+        ans = self.call('stats')
+        if ans:
+            self.peak_rss_mb = ans['peak_rss_mb']
+        self.call('quit', timeout=60)
+        self.kill()
+        return labels_path
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if hasattr(self.log, 'close'):
+            self.log.close()
+
+
+def run_interleaved(workers, rounds, iters=1, gap=0.5, log=None):
+    """``rounds`` rounds; in each, every live worker does ``iters`` timed runs in turn, with
+    ``gap`` seconds idle before each (a busy thread pool of the previous runtime slows the next
+    one: measured 101 ms vs 62 ms for OpenVINO fp32 without / with the gap)."""
+    for r in range(rounds):
+        for w in workers:
+            if w.error:
+                continue
+            time.sleep(gap)
+            w.run(iters)
+        if log:
+            log(f'round {r + 1}/{rounds}: ' + ', '.join(f'{w.name} {w.wall[-1]:.0f} ms' for w in workers
+                                                      if w.wall and not w.error))
+
+
+def loadavg():
+    try:
+        with open('/proc/loadavg') as f:
+            return [float(v) for v in f.read().split()[:3]]
+    except OSError:
+        return None
+
+
+# -- the table ------------------------------------------------------------------------
+
+def summarize(workers, reference_labels=None, labels=None, reference=None):
+    """One row per worker: medians, ratio to the reference path, agreement, memory."""
+    labels = labels or {}
+    rows = []
+    ref = next((w for w in workers if w.name == reference and w.wall), None)
+    ref_ms = statistics.median(ref.wall) if ref else None
+    for w in workers:
+        row = {'path': w.name, 'describe': w.describe, 'error': w.error, 'runs': len(w.wall),
+               'peak_rss_mb': w.peak_rss_mb}
+        if w.wall:
+            row['median_ms'] = statistics.median(w.wall)
+            row['mean_ms'] = statistics.fmean(w.wall)
+            row['min_ms'] = min(w.wall)
+            row['cpu_median_ms'] = statistics.median(w.cpu)
+            row['ratio'] = row['median_ms'] / ref_ms if ref_ms else None
+        lab = labels.get(w.name)
+        if lab is not None and reference_labels is not None and lab.shape == reference_labels.shape:
+            row['agreement'] = float((lab == reference_labels).mean())
+        rows.append(row)
+    return rows
+
+
+COLUMNS = [('path', 'path'), ('median_ms', 'median ms'), ('ratio', 'x PI fp32'), ('min_ms', 'min ms'),
+           ('cpu_median_ms', 'CPU ms'), ('agreement', 'argmax = dygraph'), ('peak_rss_mb', 'peak MB'),
+           ('runs', 'runs')]
+
+
+def _cell(key, value, row):
+    if key == 'path' and row.get('error'):
+        return f'{value} (n/a: {row["error"][:120]})'
+    if value is None:
+        return '-'
+    if key == 'ratio':
+        return f'{value:.2f}'
+    if key == 'agreement':
+        return f'{100 * value:.2f} %'
+    if isinstance(value, float):
+        return f'{value:.1f}' if value < 1000 else f'{value:.0f}'
+    return str(value)
+
+
+def format_table(rows, title, markdown=False):
+    head = [h for _, h in COLUMNS]
+    cells = [[_cell(k, r.get(k), r) for k, _ in COLUMNS] for r in rows]
+    if markdown:
+        lines = [f'**{title}**', '', '| ' + ' | '.join(head) + ' |', '|' + ' --- |' * len(head)]
+        return '\n'.join(lines + ['| ' + ' | '.join(c) + ' |' for c in cells])
     from prettytable import PrettyTable
-    table = PrettyTable(COLUMNS)
-    for r in rows:
-        table.add_row(_cells(r))
-    return table.get_string()
-
-
-def markdown_rows(rows):
-    """The same rows as a Markdown table (docs/benchmark.md)."""
-    lines = ['| ' + ' | '.join(COLUMNS) + ' |', '|' + ' --- |' * len(COLUMNS)]
-    lines += ['| ' + ' | '.join(_cells(r)) + ' |' for r in rows]
-    return '\n'.join(lines)
+    table = PrettyTable(head)
+    table.align = 'r'
+    table.align['path'] = 'l'
+    for c in cells:
+        table.add_row(c)
+    return title + '\n' + table.get_string()

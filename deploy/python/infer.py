@@ -652,7 +652,15 @@ def save_overlays(results, save_dir, palette, image_root=None):
 
 
 def peak_memory_mb():
-    """Peak resident memory of this process (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    """Peak resident memory of this process: VmHWM on Linux (ru_maxrss would include the peak of
+    the parent that forked it: Linux keeps it across exec), else ru_maxrss (KiB; bytes on macOS)."""
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('VmHWM:'):
+                    return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / (1024.0 * 1024.0) if sys.platform == 'darwin' else rss / 1024.0
 

@@ -59,11 +59,15 @@ def _weighted_nodes(model, op_types=('Conv', 'MatMul', 'Gemm')):
             if n.op_type in op_types and len(n.input) > 1 and (n.input[1] in inits or n.input[1] in consts)]
 
 
-def quantize_onnx(src, dst, inputs, method='percentile', per_channel=True):
+def quantize_onnx(src, dst, inputs, method='percentile', per_channel=True, verbose=False):
     """Calibrate ``src`` (ONNX, fp32) on ``inputs`` (an iterable of NCHW float32 arrays) and
     write the QDQ int8 model ``dst``; returns the number of quantized nodes."""
     require_onnxruntime_quantization()
+    import contextlib
+    import io
+
     import onnx
+    import onnxruntime
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -79,7 +83,12 @@ def quantize_onnx(src, dst, inputs, method='percentile', per_channel=True):
             x = next(self.it, None)
             return None if x is None else {name: x}
 
-    with tempfile.TemporaryDirectory() as tmp:
+    if not verbose:
+        # the sessions quantization creates would log one "Removing initializer" warning per
+        # folded constant, and the calibrator prints its progress: both only noise here
+        onnxruntime.set_default_logger_severity(3)
+    out = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
+    with tempfile.TemporaryDirectory() as tmp, out:
         pre = os.path.join(tmp, 'pre.onnx')
         # symbolic shape inference fails on the dynamic-size graphs (Resize to a computed size);
         # ONNX's own shape inference is enough for quantization
