@@ -136,6 +136,8 @@ def benchmark_one(cfg_path, shape, args, work_dir, extra_workers=(), log=print):
     model.eval()
     weights = os.path.join(work_dir, 'model.pdparams')
     paddle.save(model.state_dict(), weights)
+    # the same weights for foreign workers (no Paddle there): plain arrays
+    np.savez(os.path.join(work_dir, 'model.npz'), **{k: v.numpy() for k, v in model.state_dict().items()})
     params = zb.count_params(model)
     flops = zb.count_flops(model, [1, 3, shape[2], shape[3]])
     np.save(os.path.join(work_dir, 'input.npy'), x)

@@ -10,7 +10,10 @@ As PaddleSeg's export, but:
 * The folder is written under a temporary name and moved into place, so a failed export
   never leaves a half-written deploy folder.
 """
+import contextlib
 import os
+import shutil
+import tempfile
 
 import paddle
 
@@ -21,28 +24,31 @@ from ..utils.logger import logger
 from .deploy_yaml import class_meta, config_num_classes, deploy_transforms, find_program, write_deploy_yaml
 from .onnx import export_onnx, require_paddle2onnx
 from .quiet import filtered_stderr
-from .tracing import portable_pooling
+from .tracing import paddle_inference_rewrites, portable_pooling
 from .wrapper import ExportWrapper, build_export_model, check_input_shape, output_dtype, prepare_export_model
 
 FORMATS = ('paddle', 'onnx')
 
 
-def save_static(wrapper, save_dir, input_shape, prefix='model', portable=False, verbose=False):
+def save_static(wrapper, save_dir, input_shape, prefix='model', portable=False, for_paddle=True, verbose=False):
     """to_static + jit.save into ``save_dir``; returns (program file name, params file name).
 
     ``portable`` traces adaptive pooling as matrix products (ONNX has no adaptive pooling op;
-    oneDNN has no bfloat16 kernel for it). The fp32 Paddle program keeps the native op, which
-    oneDNN runs fastest.
+    oneDNN has no bfloat16 kernel for it); the fp32 Paddle program keeps the native op, which
+    oneDNN runs fastest. ``for_paddle`` applies the Paddle Inference rewrites of
+    :mod:`zoo.export.tracing` (not wanted in the program ONNX is converted from).
     """
     spec = [paddle.static.InputSpec(shape=[None if s == -1 else s for s in input_shape],
                                     dtype='float32', name='x')]
-    with filtered_stderr(verbose):
-        static = paddle.jit.to_static(wrapper, input_spec=spec, full_graph=True)
+    with filtered_stderr(verbose), contextlib.ExitStack() as stack:
+        # a fresh wrapper per trace: to_static caches the program it built first
+        static = paddle.jit.to_static(ExportWrapper(wrapper.model, wrapper.output_op), input_spec=spec,
+                                      full_graph=True)
         if portable:
-            with portable_pooling():
-                paddle.jit.save(static, os.path.join(save_dir, prefix), input_spec=spec)
-        else:
-            paddle.jit.save(static, os.path.join(save_dir, prefix), input_spec=spec)
+            stack.enter_context(portable_pooling())
+        if for_paddle:
+            stack.enter_context(paddle_inference_rewrites())
+        paddle.jit.save(static, os.path.join(save_dir, prefix), input_spec=spec)
     return find_program(save_dir, prefix), prefix + '.pdiparams'
 
 
@@ -52,8 +58,7 @@ def _export_files(wrapper, folder, shape, fmt, verbose):
     files = {'model': program, 'params': params}
     # The bfloat16 program (Paddle Inference, oneDNN): the same graph with portable pooling,
     # written only when tracing it differs from the fp32 one (the model has adaptive pooling).
-    fresh = ExportWrapper(wrapper.model, wrapper.output_op)
-    bf16_program, bf16_params = save_static(fresh, folder, shape, prefix='model_bf16', portable=True,
+    bf16_program, bf16_params = save_static(wrapper, folder, shape, prefix='model_bf16', portable=True,
                                             verbose=verbose)
     if _same_file(os.path.join(folder, program), os.path.join(folder, bf16_program)):
         os.remove(os.path.join(folder, bf16_program))
@@ -65,12 +70,12 @@ def _export_files(wrapper, folder, shape, fmt, verbose):
             bf16_params = params
         files['bf16_params'] = bf16_params
     if fmt == 'onnx':
-        # paddle2onnx reads the portable program (the fp32 one has adaptive pooling only when
-        # the model has none, and then both are the same file)
-        src_program = files.get('bf16_model', program)
-        src_params = files.get('bf16_params', params)
-        export_onnx(os.path.join(folder, src_program), os.path.join(folder, src_params),
-                    os.path.join(folder, 'model.onnx'))
+        # paddle2onnx reads a program traced for it: portable pooling, no Paddle Inference rewrites
+        with tempfile.TemporaryDirectory(dir=folder) as src:
+            onnx_program, onnx_params = save_static(wrapper, src, shape, portable=True, for_paddle=False,
+                                                    verbose=verbose)
+            export_onnx(os.path.join(src, onnx_program), os.path.join(src, onnx_params),
+                        os.path.join(folder, 'model.onnx'))
         files['onnx'] = 'model.onnx'
     return files
 
@@ -113,7 +118,6 @@ def export_model(config, save_dir, model_path=None, input_shape=None, output_op=
     save_dir = os.path.abspath(save_dir)
     parent = os.path.dirname(save_dir)
     os.makedirs(parent, exist_ok=True)
-    import tempfile
     tmp = tempfile.mkdtemp(prefix='.' + os.path.basename(save_dir) + '.', suffix='.tmp', dir=parent)
     try:
         files = _export_files(wrapper, tmp, shape, fmt, verbose)
@@ -134,7 +138,6 @@ def export_model(config, save_dir, model_path=None, input_shape=None, output_op=
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; an export folder is shared like any other
         atomic_replace_dir(tmp, save_dir)
     except BaseException:
-        import shutil
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     logger.info(f'exported {cfg.path} -> {save_dir} ({", ".join(v for k, v in files.items())})')
