@@ -17,6 +17,7 @@ import yaml
 
 import zoo
 from zoo.datasets.base import Compose
+from zoo.engine.visual import generate_palette
 from zoo.export import export_model
 from zoo.utils.config import Config
 from zoo.utils.registry import MODELS
@@ -113,12 +114,15 @@ def test_cli_writes_masks_for_a_folder_without_the_training_library(exported, tm
     r = run_cli('--config', root / 'export' / 'deploy.yaml', '--image_path', root / 'images',
                 '--save_dir', tmp_path / 'out', '--batch_size', 2, '--cpu_threads', 1)
     assert r.returncode == 0, r.stderr
+    from PIL import Image
+    palette = generate_palette(5)
     for name, (h, w) in sizes.items():
-        mask = cv2.imread(str(tmp_path / 'out' / (os.path.splitext(name)[0] + '.png')))
-        assert mask is not None and mask.shape == (h, w, 3), name
+        mask = Image.open(str(tmp_path / 'out' / (os.path.splitext(name)[0] + '.png')))
+        assert mask.mode == 'P' and mask.size == (w, h), name  # palette PNG: pixel value = class id
         lab, _ = expected_mask(model, str(root / 'images' / name))
         lab = cv2.resize(lab, (w, h), interpolation=cv2.INTER_NEAREST)
-        np.testing.assert_array_equal(mask, infer.pseudo_color(lab), err_msg=name)
+        np.testing.assert_array_equal(np.array(mask), lab, err_msg=name)
+        assert mask.getpalette()[:15] == palette.reshape(-1).tolist()
 
 
 def test_benchmark_mode_reports_stage_times_and_json(exported, tmp_path):
@@ -219,19 +223,110 @@ def test_bad_input_fails_in_one_line(case, expect, exported, tmp_path):
     assert 'Traceback' not in r.stderr
 
 
-def test_benchmark_row_compares_the_three_paths(tmp_path):
-    """zoo.benchmark (tools/benchmark.py): one row with params, FLOPs, each path's latency and
-    the ratios, and the exported logits equal to dygraph's."""
-    from zoo.benchmark import benchmark_config, count_flops, format_rows, markdown_rows
-    cfg = config(TRANSFORMS)
+@MODELS.register()
+class ColorNet(nn.Layer):
+    """Class = the strongest of R, G, B (classes 3-5 never win), with margins far above float32
+    noise, so every backend predicts exactly what dygraph predicts."""
+
+    def __init__(self, num_classes=6, align_corners=False, pretrained=None):
+        super().__init__()
+        self.num_classes = num_classes
+        self.cls = nn.Conv2D(3, num_classes, 1)
+        w = np.zeros((num_classes, 3, 1, 1), 'float32')
+        w[0, 0], w[1, 1], w[2, 2] = 10.0, 10.0, 10.0
+        b = np.full((num_classes,), -100.0, 'float32')
+        b[:3] = [0.0, 0.01, 0.02]  # ties between channels go to the higher class by 0.01
+        self.cls.weight.set_value(w)
+        self.cls.bias.set_value(b)
+
+    def forward(self, x):
+        return [self.cls(x)]
+
+
+@pytest.fixture(scope='module')
+def color_export(tmp_path_factory):
+    """ColorNet exported with DemoShapes' classes and palette (the dataset files are absent)."""
+    root = tmp_path_factory.mktemp('color')
+    cfg = Config({'model': {'type': 'ColorNet', 'num_classes': 6},
+                  'val_dataset': {'type': 'DemoShapes', 'dataset_root': str(root / 'no_data'), 'mode': 'val',
+                                  'transforms': [{'type': 'Normalize'}]}})
     model = zoo.build_model(cfg)
-    # conv 3->8 3x3 stride 2 on 32x48 (16x24 out) + conv 8->5 1x1
-    assert count_flops(model, [1, 3, 32, 48]) == 16 * 24 * 8 * 27 + 16 * 24 * 5 * 8
-    row = benchmark_config(cfg, [1, 3, 32, 48], threads=1, warmup=0, iters=1, onnx=HAS_ONNX,
-                           work_dir=str(tmp_path))
-    assert row['params_M'] == pytest.approx((8 * 27 + 8 + 5 * 8 + 5) / 1e6)
-    assert row['dygraph_ms'] > 0 and row['infer_ms'] > 0 and row['max_abs_diff'] < 1e-4
-    assert row['dygraph/infer'] == pytest.approx(row['dygraph_ms'] / row['infer_ms'])
-    if HAS_ONNX:
-        assert row['infer/ort'] == pytest.approx(row['infer_ms'] / row['ort_ms'])
-    assert 'DeployTestNet' in format_rows([row]) and markdown_rows([row]).count('\n') == 2
+    paddle.save(model.state_dict(), str(root / 'w.pdparams'))
+    export_model(cfg, str(root / 'export'), model_path=str(root / 'w.pdparams'))
+    rng = np.random.RandomState(1)
+    os.makedirs(root / 'images')
+    for name in ('a.png', 'b.jpg', 'c.bmp'):
+        cv2.imwrite(str(root / 'images' / name), rng.randint(0, 255, (30, 44, 3)).astype('uint8'))
+    return root, cfg, model
+
+
+def test_palette_png_equals_predict_py_pixel_for_pixel(color_export, tmp_path):
+    """infer.py's mask and tools/predict.py's pseudo_color_prediction PNG: same class ids, same
+    palette (DemoShapes' colors, from deploy.yaml)."""
+    from PIL import Image
+    root, cfg, _ = color_export
+    r = run_cli('--config', root / 'export' / 'deploy.yaml', '--image_path', root / 'images', '--save_dir',
+                tmp_path / 'deploy', '--cpu_threads', 1)
+    assert r.returncode == 0, r.stderr
+    # what tools/predict.py does (ColorNet is registered in this process only)
+    from zoo.engine.predictor import load_trained_model, predict
+    from zoo.engine.visual import get_palette
+    from zoo.utils.registry import DATASETS
+    model = load_trained_model(cfg, str(root / 'w.pdparams'))
+    palette = get_palette(6, DATASETS['DemoShapes'])
+    predict(model, str(root / 'images'), cfg.dic['val_dataset']['transforms'], str(tmp_path / 'predict'), palette)
+    for name in ('a', 'b', 'c'):
+        ours = Image.open(str(tmp_path / 'deploy' / f'{name}.png'))
+        theirs = Image.open(str(tmp_path / 'predict' / 'pseudo_color_prediction' / f'{name}.png'))
+        assert ours.mode == theirs.mode == 'P'
+        np.testing.assert_array_equal(np.array(ours), np.array(theirs), err_msg=name)  # class ids
+        assert ours.getpalette() == theirs.getpalette(), name
+        assert set(np.unique(np.array(ours))) <= {0, 1, 2}
+        np.testing.assert_array_equal(np.array(ours.convert('RGB')), np.array(theirs.convert('RGB')))
+
+
+def test_overlays_keep_the_input_format(color_export, tmp_path):
+    from zoo.engine.visual import colorize, overlay
+    root, _, model = color_export
+    r = run_cli('--config', root / 'export' / 'deploy.yaml', '--image_path', root / 'images', '--save_dir',
+                tmp_path, '--save_overlay', '--cpu_threads', 1)
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(tmp_path / 'added_prediction')) == ['a.png', 'b.jpg', 'c.bmp']
+    img = cv2.cvtColor(cv2.imread(str(root / 'images' / 'a.png')), cv2.COLOR_BGR2RGB)
+    x = (img.astype('float32') - 127.5) / 127.5
+    with paddle.no_grad():
+        lab = model(paddle.to_tensor(x.transpose(2, 0, 1)[None]))[0].numpy()[0].argmax(0)
+    from zoo.datasets.demo import DEMO_PALETTE
+    want = overlay(img, colorize(lab, np.asarray(DEMO_PALETTE, 'uint8')))  # predict.py's blend
+    got = cv2.cvtColor(cv2.imread(str(tmp_path / 'added_prediction' / 'a.png')), cv2.COLOR_BGR2RGB)
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize('flags, ok, expect', [
+    (['--with_argmax'], True, 'saved'),
+    (['--print_detail'], True, 'saved'),
+    (['--with_argmax', 'False'], False, '--output_op'),
+    (['--enable_auto_tune'], False, '--use_trt'),
+    (['--precision', 'int8'], False, 'tools/quant.py'),
+    (['--backend', 'onnxruntime', '--precision', 'bf16'], False, 'no bf16'),
+    (['--precision', 'fp16'], False, 'GPU'),
+])
+def test_paddleseg_flag_spellings_and_unsupported_paths(flags, ok, expect, color_export, tmp_path):
+    root, _, _ = color_export
+    r = run_cli('--config', root / 'export' / 'deploy.yaml', '--image_path', root / 'images' / 'a.png',
+                '--save_dir', tmp_path, '--cpu_threads', 1, *flags)
+    if ok:
+        assert r.returncode == 0 and expect in r.stdout, r.stderr[-2000:]
+    else:
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and expect in lines[-1] and 'Traceback' not in r.stderr, r.stderr[-2000:]
+
+
+def test_cpu_threads_default_to_the_cores_and_bf16_needs_the_instructions(color_export, monkeypatch):
+    root, _, _ = color_export
+    dcfg = infer.DeployConfig(str(root / 'export' / 'deploy.yaml'))
+    assert infer.Predictor(dcfg).threads == len(os.sched_getaffinity(0))
+    assert infer.has_bf16({'amx_bf16'}) and infer.has_bf16({'avx512_bf16'}) and not infer.has_bf16({'avx512f'})
+    monkeypatch.setattr(infer, 'has_bf16', lambda flags=None: False)
+    with pytest.raises(infer.DeployError, match='no bfloat16 instructions'):
+        infer.Predictor(dcfg, precision='bf16')

@@ -25,9 +25,11 @@ import pytest
 import yaml
 
 import zoo
-from zoo.export import (adaptive_avg_pool2d_by_matmul, adaptive_avg_pool2d_by_slices, check_input_shape, deploy_transforms, export_model,
+from zoo.export import (adaptive_avg_pool2d_by_matmul, adaptive_avg_pool2d_by_slices, check_input_shape,
+                        deploy_transforms, export_model,
                         without_pretrained)
 from zoo.benchmark import calibrate_bn, scale_classifier  # noqa: F401  (test_every_config imports them from here)
+from zoo.engine.visual import generate_palette
 from zoo.utils.config import Config
 from zoo.utils.errors import CheckpointError, ConfigError
 from zoo.utils.registry import MODELS
@@ -141,14 +143,96 @@ def test_export_writes_program_params_and_deploy_yaml(tmp_path):
     with open(tmp_path / 'out' / 'deploy.yaml') as f:
         d = yaml.safe_load(f)['Deploy']
     assert d == deploy
-    assert set(d['sha256']) == {'model.json', 'model.pdiparams'}
+    # the model has adaptive pooling: a second program with it written portably runs in bf16
+    assert d['bf16_model'] == 'model_bf16.json' and d['bf16_params'] == 'model.pdiparams'
+    assert set(d['sha256']) == {'model.json', 'model.pdiparams', 'model_bf16.json'}
     assert d['model'] == 'model.json' and d['params'] == 'model.pdiparams'
+    assert d['num_classes'] == 4 and d['class_names'] == ['0', '1', '2', '3']
+    assert d['palette'] == generate_palette(4).tolist()  # the colors tools/predict.py uses
     assert d['input_shape'] == [-1, 3, -1, -1]
     assert d['output_op'] == 'argmax' and d['output_dtype'] == 'int32'
     assert d['transforms'] == [{'type': 'Resize', 'target_size': [96, 64], 'keep_ratio': True},
                                {'type': 'Normalize', 'mean': [123.675, 116.28, 103.53],
                                 'std': [58.395, 57.12, 57.375]}]
     assert not [f for f in os.listdir(tmp_path) if f.startswith('.')], 'temporary export folder left behind'
+    assert os.stat(tmp_path / 'out').st_mode & 0o077, 'export folder created with mode 0700'
+
+
+def test_deploy_yaml_class_names_and_palette_come_from_the_val_dataset(tmp_path):
+    """A dataset with names and colors (DemoShapes): deploy.yaml carries them, also where the
+    dataset's files are not on the export machine (the class attributes are read then)."""
+    from zoo.datasets.demo import DEMO_CLASSES, DEMO_PALETTE
+    cfg = Config({**tiny_config(num_classes=len(DEMO_CLASSES)),
+                  'val_dataset': {'type': 'DemoShapes', 'dataset_root': str(tmp_path / 'absent'), 'mode': 'val',
+                                  'transforms': [{'type': 'Normalize'}]}})
+    d = export_model(cfg, str(tmp_path / 'out'))
+    assert d['class_names'] == list(DEMO_CLASSES)
+    assert d['palette'] == [list(c) for c in DEMO_PALETTE]
+    dcfg = infer.DeployConfig(str(tmp_path / 'out' / 'deploy.yaml'))
+    assert dcfg.palette[:len(DEMO_PALETTE)].tolist() == [list(c) for c in DEMO_PALETTE]
+    assert not dcfg.palette[len(DEMO_PALETTE):].any()  # black past the classes, as predict.py's PNGs
+
+
+def test_export_is_quiet_unless_verbose(tmp_path):
+    """Paddle's "PIR not support input out tensor" glog warning (a residual add under to_static)
+    is dropped where it is produced; --verbose shows it."""
+    from zoo.export.quiet import filtered_stderr
+    code = ('import os, sys; sys.path.insert(0, sys.argv[1]); from zoo.export.quiet import filtered_stderr\n'
+            'with filtered_stderr(verbose=sys.argv[2] == "1"):\n'
+            '    os.write(2, b"W1129 eager_utils.cc:3441] Paddle static graph(PIR) not support input out tensor\\n")\n'
+            '    os.write(2, b"a real problem\\n")\n')
+    for verbose in ('0', '1'):
+        r = subprocess.run([sys.executable, '-c', code, REPO, verbose], capture_output=True, text=True)
+        assert 'a real problem' in r.stderr
+        assert ('not support input out tensor' in r.stderr) == (verbose == '1')
+    assert filtered_stderr  # the one implementation export uses
+
+
+class SqueezeExcite(nn.Layer):
+    """grouped dilated conv -> squeeze-and-excitation -> conv: the RegSeg D-block pattern whose
+    channel scaling export rewrites for Paddle Inference (NHWC multiply)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv0 = nn.Conv2D(3, 32, 3, padding=1)
+        self.grouped = nn.Conv2D(32, 32, 3, padding=2, dilation=2, groups=2)
+        self.fc1 = nn.Conv2D(32, 8, 1)
+        self.fc2 = nn.Conv2D(8, 32, 1)
+        self.cls = nn.Conv2D(32, 4, 1)
+
+    def forward(self, x):
+        f = F.relu(self.grouped(F.relu(self.conv0(x))))
+        s = F.sigmoid(self.fc2(F.relu(self.fc1(F.adaptive_avg_pool2d(f, 1)))))
+        return [F.interpolate(self.cls(s * f), paddle.shape(x)[2:], mode='bilinear')]
+
+
+def test_paddle_inference_rewrites_keep_the_values(tmp_path):
+    """Channel scaling traced in NHWC, adaptive pooling as matrix products: the fp32 and the bf16
+    program (run in fp32) equal dygraph, and the rewrite is in the traced program."""
+    from zoo.export import prepare_export_model, save_static
+    paddle.seed(0)
+    model = SqueezeExcite()
+    model.eval()
+    x = np.random.RandomState(0).uniform(-2, 2, (2, 3, 37, 53)).astype('float32')
+    with paddle.no_grad():
+        ref = model(paddle.to_tensor(x))[0].numpy()
+    wrapper = prepare_export_model(model, 'none')
+    for portable in (False, True):
+        prefix = 'model_bf16' if portable else 'model'
+        program, params = save_static(wrapper, str(tmp_path), [-1, 3, -1, -1], prefix=prefix, portable=portable)
+        text = (tmp_path / program).read_text()
+        assert '"1.transpose"' in text, 'channel scaling not rewritten'  # PIR JSON op names: 1.<op>
+        assert ('"1.pool2d"' in text) != portable
+        from paddle import inference
+        c = inference.Config(str(tmp_path / program), str(tmp_path / params))
+        c.disable_glog_info()
+        c.enable_mkldnn()
+        pred = inference.create_predictor(c)
+        h = pred.get_input_handle('x')
+        h.reshape(x.shape)
+        h.copy_from_cpu(x)
+        pred.run()
+        assert_parity(ref, pred.get_output_handle(pred.get_output_names()[0]).copy_to_cpu(), prefix)
 
 
 def test_deploy_transforms_spell_out_defaults_and_prefer_export_section():
