@@ -48,6 +48,10 @@ def parse_args(argv=None):
     p.add_argument('--regseg_dir', default=None, help='--suite: the official RegSeg code (model.py)')
     p.add_argument('--work_dir', default=None, help='where the export and worker logs go (default: a temp folder)')
     p.add_argument('--opts', nargs='+', default=[], help='config overrides applied to every config')
+    p.add_argument('--accuracy', action='store_true',
+                   help='score every path on the config\'s val set instead (mIoU / aAcc, needs --model_path and '
+                        'the dataset): dygraph fp32 as tools/val.py, the others through deploy/python/infer.py '
+                        '--dataset_config; int8 calibrated on --calib_images training images')
     p.add_argument('--markdown', action='store_true', help='also print the table as Markdown')
     p.add_argument('--json', default=None, help='write every table\'s rows as JSON here')
     p.add_argument('--verbose', action='store_true', help='per-round progress and third-party warnings')
@@ -216,6 +220,91 @@ def benchmark_one(cfg_path, shape, args, work_dir, extra_workers=(), log=print):
     return title, rows, facts
 
 
+BUDGET = {'bf16': 0.3, 'int8': 1.0}  # mIoU points below dygraph fp32 a reduced precision may lose
+
+
+def accuracy_one(cfg_path, args, work_dir, log=print):
+    """mIoU / aAcc of every path on the val set; returns (title, rows)."""
+    import json
+    import subprocess
+
+    import zoo
+    from zoo.engine.evaluator import evaluate
+    from zoo.engine.inference import parse_test_config
+    from zoo.engine.predictor import load_trained_model
+    from zoo.export import export_model
+    from zoo.export.quant import calibration_inputs, quantize_onnx
+    from zoo.utils.config import Config
+    from zoo.utils.errors import ConfigError
+    if not args.model_path:
+        raise ConfigError('--accuracy needs --model_path (trained weights: reduced precision is judged on a '
+                          'trained model)')
+    cfg = Config(cfg_path, opts=args.opts)
+    inputs = list(calibration_inputs(cfg, args.calib_images))
+    export_dir = os.path.join(work_dir, 'export')
+
+    def add_int8(folder, deploy):
+        quantize_onnx(os.path.join(folder, deploy['onnx']), os.path.join(folder, 'model_int8.onnx'), inputs,
+                      verbose=args.verbose)
+        deploy['onnx_int8'] = 'model_int8.onnx'
+
+    export_model(cfg, export_dir, model_path=args.model_path, fmt='onnx', verbose=args.verbose, extra_step=add_int8)
+    model = load_trained_model(cfg, args.model_path)
+    dataset = zoo.build_dataset(cfg, 'val')
+    res = evaluate(model, dataset, parse_test_config(cfg.test_config, where=cfg.where('test_config')),
+                   print_detail=False)
+    rows = [{'path': 'dygraph fp32 (val.py)', 'mIoU': res['mIoU'], 'aAcc': res['aAcc'], 'mAcc': res['mAcc']}]
+    threads = args.threads or None
+    paths = [tuple(p.split(':')) for p in args.paths] if args.paths else __import__('zoo.benchmark').benchmark.DEPLOY_PATHS
+    for backend, precision in paths:
+        name = f'{backend} {precision}'
+        why = _available(backend, precision)
+        if why:
+            rows.append({'path': name, 'error': why})
+            continue
+        out = os.path.join(work_dir, name.replace(' ', '_') + '.json')
+        cmd = [sys.executable, INFER, '--config', os.path.join(export_dir, 'deploy.yaml'), '--backend', backend,
+               '--precision', precision, '--dataset_config', cfg_path, '--json', out]
+        cmd += ['--cpu_threads', str(threads)] if threads else []
+        cmd += ['--opts', *args.opts] if args.opts else []
+        r = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO))
+        if r.returncode != 0:
+            lines = r.stderr.strip().splitlines() or ['failed']
+            rows.append({'path': name, 'error': lines[-1][:200]})
+            continue
+        with open(out) as f:
+            m = json.load(f)
+        row = {'path': name, 'mIoU': m['mIoU'], 'aAcc': m['aAcc'], 'mAcc': m['mAcc']}
+        row['delta'] = 100 * (m['mIoU'] - res['mIoU'])
+        if precision in BUDGET:
+            row['budget'] = 'met' if row['delta'] >= -BUDGET[precision] else 'MISSED'
+        rows.append(row)
+        if args.verbose:
+            log(f'{name}: mIoU {100 * m["mIoU"]:.2f}')
+    title = (f'{cfg_path} on its val set ({len(dataset)} images), weights {args.model_path}; int8 calibrated on '
+             f'{len(inputs)} training images; budgets: bf16 within {BUDGET["bf16"]} mIoU points of dygraph fp32, '
+             f'int8 within {BUDGET["int8"]}')
+    return title, rows
+
+
+def format_accuracy(rows, title, markdown=False):
+    head = ['path', 'mIoU %', 'aAcc %', 'mAcc %', 'mIoU - dygraph (points)', 'budget']
+
+    def cells(r):
+        if r.get('error'):
+            return [f'{r["path"]} (n/a: {r["error"][:100]})', '-', '-', '-', '-', '-']
+        return [r['path'], f'{100 * r["mIoU"]:.2f}', f'{100 * r["aAcc"]:.2f}', f'{100 * r["mAcc"]:.2f}',
+                f'{r["delta"]:+.2f}' if 'delta' in r else '-', r.get('budget', '-')]
+    if markdown:
+        return '\n'.join([f'**{title}**', '', '| ' + ' | '.join(head) + ' |', '|' + ' --- |' * len(head)]
+                         + ['| ' + ' | '.join(cells(r)) + ' |' for r in rows])
+    from prettytable import PrettyTable
+    t = PrettyTable(head)
+    for r in rows:
+        t.add_row(cells(r))
+    return title + '\n' + t.get_string()
+
+
 def cpu_summary():
     sys.path.insert(0, os.path.dirname(INFER))
     import infer
@@ -256,6 +345,14 @@ def main(argv=None):
     print(f'CPU: {cpu_summary()}', flush=True)
     results = []
     with tempfile.TemporaryDirectory(dir=args.work_dir) as tmp:
+        if args.accuracy:
+            for i, (cfg, _, _) in enumerate(jobs):
+                title, rows = accuracy_one(cfg, args, os.path.join(tmp, str(i)))
+                print(format_accuracy(rows, title), flush=True)
+                if args.markdown:
+                    print(format_accuracy(rows, title, markdown=True), flush=True)
+                results.append({'title': title, 'rows': rows})
+            jobs = []
         for i, (cfg, shape, extra) in enumerate(jobs):
             title, rows, facts = benchmark_one(cfg, shape, args, os.path.join(tmp, str(i)), extra)
             print(format_table(rows, title), flush=True)
