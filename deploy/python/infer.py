@@ -766,7 +766,7 @@ def evaluate_dataset(predictor, dataset_config, opts=None, limit=None):
         raise DeployError(f'--dataset_config needs the zoo library (pip install paddle-seg-zoo, or run from '
                           f'the repository): {e}') from None
     try:
-        cfg = Config(dataset_config, opts=opts or [])
+        cfg = dataset_config if hasattr(dataset_config, 'dic') else Config(dataset_config, opts=opts or [])
         dataset = zoo.build_dataset(cfg, 'val')
     except Exception as e:  # ZooError subclasses carry one line; anything else: its last line
         raise DeployError(f'--dataset_config {dataset_config}: {_last_line(e)}') from None
