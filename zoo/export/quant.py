@@ -6,11 +6,11 @@ QDQ ONNX model (``model_int8.onnx``: weights int8 per output channel, activation
 tensor, calibrated on training images) that ONNX Runtime and OpenVINO both run with int8
 kernels (VNNI / AMX where the CPU has them).
 
-Only convolutions and matrix products with a constant weight are quantized, except the first
-one (it sees the raw normalized image) and the last one (the classifier, whose output is the
-logits): together a few percent of the work, and the layers int8 hurts most (measured on a
-tiny demo model: OpenVINO int8 lost 8 mIoU points with them quantized). The resizes, poolings
-(incl. the averaging matrices of portable adaptive pooling), softmax and argmax stay in float.
+Only convolutions and matrix products with a constant weight are quantized (``keep_ends``
+leaves the first and the last of them, input conv and classifier, in float: the usual recipe
+when int8 costs too much accuracy; not needed on the demo Fast-SCNN / DeepLabV3, see
+docs/benchmark.md). The resizes, poolings (incl. the averaging matrices of portable adaptive
+pooling), softmax and argmax stay in float.
 """
 import os
 import random
@@ -61,7 +61,7 @@ def _weighted_nodes(model, op_types=('Conv', 'MatMul', 'Gemm')):
             if n.op_type in op_types and len(n.input) > 1 and (n.input[1] in inits or n.input[1] in consts)]
 
 
-def quantize_onnx(src, dst, inputs, method='percentile', per_channel=True, keep_ends=True, verbose=False):
+def quantize_onnx(src, dst, inputs, method='percentile', per_channel=True, keep_ends=False, verbose=False):
     """Calibrate ``src`` (ONNX, fp32) on ``inputs`` (an iterable of NCHW float32 arrays) and
     write the QDQ int8 model ``dst``; returns the number of quantized nodes."""
     require_onnxruntime_quantization()
