@@ -158,17 +158,38 @@ class Chain:
                             args += ['--benchmark', 'True', '--json', os.path.join(self.out, tag + '.json')]
                         self.run(tag, args + extra)
 
+    def infer_int8(self, deploy_yaml):
+        """The post-training int8 model (tools/quant.py) on each ``--int8_backend``."""
+        sec = 'infer_params'
+        script = self.get('inference', section=sec)
+        extra = shlex.split(self.get('infer_extra', '', section=sec) or '')
+        for backend in choices(self.raw('--int8_backend', sec) or 'onnxruntime', self.mode):
+            tag = f'infer_cpu_int8_{backend}'
+            args = [script, '--config', deploy_yaml, '--image_path', self.get('--image_path', section=sec),
+                    '--device', 'cpu', '--backend', backend, '--precision', 'int8', '--cpu_threads', '2',
+                    '--batch_size', '1', '--save_dir', os.path.join(self.out, tag)]
+            if self.get('--benchmark', 'False', section=sec) == 'True':
+                args += ['--benchmark', 'True', '--json', os.path.join(self.out, tag + '.json')]
+            self.run(tag, args + extra)
+
     def __call__(self):
         if self.mode == 'lite_train_lite_infer':
             ok, weights = self.train()
             if ok:
                 self.evaluate(weights)
             ok, deploy_yaml = self.export('norm_export', weights)
+            if ok:
+                self.infer(deploy_yaml)
+            # int8: quant_export (tools/quant.py) calibrates the trained weights on the demo training images
+            if self.get('infer_quant', 'False', section='infer_params') == 'True' and not is_null(self.get('quant_export')):
+                ok, quant_yaml = self.export('quant_export', weights, step='quant_export')
+                if ok:
+                    self.infer_int8(quant_yaml)
         else:  # whole_infer: no training; export the given weights (or the initialization)
             weights = self.get('infer_model')
             ok, deploy_yaml = self.export('infer_export', None if is_null(weights) else weights)
-        if ok:
-            self.infer(deploy_yaml)
+            if ok:
+                self.infer(deploy_yaml)
         print(f'{self.model} {self.mode}: {self.failed} failed step(s); log {os.path.relpath(self.log, REPO)}')
         return self.failed
 

@@ -59,7 +59,7 @@ null:null
 --save_dir:
 --model_path:
 norm_export:tools/export.py --config {cfg}
-quant_export:null
+quant_export:tools/quant.py --config {cfg} --calib_images 4
 fpgm_export:null
 distill_export:null
 export1:null
@@ -67,7 +67,7 @@ export2:null
 ===========================infer_params===========================
 infer_model:null
 infer_export:tools/export.py --config {cfg}
-infer_quant:False
+infer_quant:True
 inference:deploy/python/infer.py
 --device:cpu
 --enable_mkldnn:True|False
@@ -75,6 +75,7 @@ inference:deploy/python/infer.py
 --batch_size:1|2
 --use_trt:False
 --precision:fp32
+--int8_backend:onnxruntime
 --config:
 --image_path:lite_train_lite_infer=test_tipc/data/demo/leftImg8bit/val|whole_infer=test_tipc/data/demo_whole/leftImg8bit/val
 --save_log_path:null

@@ -128,9 +128,11 @@ def test_fastscnn_lite_train_lite_infer_chain_succeeds():
     mode = 'lite_train_lite_infer'
     lines = run_lite_chain('fast_scnn', timeout=900)
     steps = [ln.split(' with command - ')[1].split()[1] for ln in lines]
-    # train, eval, export, then oneDNN on/off x 1/2 threads x batch 1/2
-    assert steps[:3] == ['tools/train.py', 'tools/val.py', 'tools/export.py'] and len(lines) == 11, lines
-    infer_lines = lines[3:]
+    # train, eval, export, then oneDNN on/off x 1/2 threads x batch 1/2, then the int8 export + its inference
+    assert steps[:3] == ['tools/train.py', 'tools/val.py', 'tools/export.py'] and len(lines) == 13, lines
+    assert steps[11] == 'tools/quant.py' and '--precision int8 --backend' not in lines[12]
+    assert '--backend onnxruntime --precision int8' in lines[12]
+    infer_lines = lines[3:11]
     for mkldnn in ('True', 'False'):
         for threads in ('1', '2'):
             for bs in ('1', '2'):
@@ -152,4 +154,4 @@ def test_every_chain_lite_train_lite_infer_succeeds(name):
     lines = run_lite_chain(name, timeout=3600)
     steps = [ln.split(' with command - ')[1].split()[1] for ln in lines]
     assert steps[:3] == ['tools/train.py', 'tools/val.py', 'tools/export.py'], lines
-    assert len(lines) == 3 + grid_size(name), lines
+    assert len(lines) == 3 + grid_size(name) + 2, lines  # + int8: tools/quant.py and one inference
