@@ -19,6 +19,7 @@ import tempfile
 import numpy as np
 
 from ..utils.errors import ConfigError, DataError
+from .quiet import filtered_stderr
 
 CALIBRATION_METHODS = ('minmax', 'percentile', 'entropy')
 
@@ -90,7 +91,7 @@ def quantize_onnx(src, dst, inputs, method='percentile', per_channel=True, keep_
         # folded constant, and the calibrator prints its progress: both only noise here
         onnxruntime.set_default_logger_severity(3)
     out = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
-    with tempfile.TemporaryDirectory() as tmp, out:
+    with tempfile.TemporaryDirectory() as tmp, out, filtered_stderr(verbose):
         pre = os.path.join(tmp, 'pre.onnx')
         # symbolic shape inference fails on the dynamic-size graphs (Resize to a computed size);
         # ONNX's own shape inference is enough for quantization
