@@ -1,5 +1,7 @@
 """Paddle Seg Zoo: ``pip install -e .`` (``.[convert]`` adds torch for importing PyTorch
-checkpoints, ``.[onnx]`` adds paddle2onnx and onnxruntime for ONNX export and inference)."""
+checkpoints, ``.[onnx]`` paddle2onnx, onnx and onnxruntime for ONNX export, int8 quantization
+(tools/quant.py) and ONNX Runtime inference, ``.[openvino]`` OpenVINO inference of the ONNX
+export (``deploy/python/infer.py --backend openvino``), ``.[deploy]`` both runtimes)."""
 import os
 import re
 
@@ -26,7 +28,9 @@ setup(
     install_requires=requirements,
     extras_require={
         'convert': ['torch'],
-        'onnx': ['paddle2onnx==2.1.0', 'onnxruntime'],
+        'onnx': ['paddle2onnx==2.1.0', 'onnx', 'onnxruntime'],
+        'openvino': ['openvino>=2024.0'],
+        'deploy': ['paddle2onnx==2.1.0', 'onnx', 'onnxruntime', 'openvino>=2024.0'],
         'test': ['pytest>=7.4', 'pytest-timeout>=2.2'],
     },
 )
