@@ -43,8 +43,10 @@ def _python_worker(tmp_path, body):
 
 
 def test_workers_interleave_and_a_dead_worker_becomes_a_row(tmp_path):
-    ok = _python_worker(tmp_path, 'import numpy as np, zoo.benchmark as zb\n'
-                                  'zb.serve(lambda: np.ones((1, 2, 3, 4)), lambda o: o.argmax(1), describe="ones")\n')
+    ok = _python_worker(tmp_path, 'import os, numpy as np\n'
+                                  'sys.path.insert(0, os.path.join(sys.argv[1], "deploy", "python"))\n'
+                                  'import infer\n'
+                                  'infer.serve(lambda: np.ones((1, 2, 3, 4)), lambda o: o.argmax(1), describe="ones")\n')
     (tmp_path / 'bad.py').write_text('raise SystemExit("error: no model here")\n')
     workers = [zb.Worker('good', ok, log_path=str(tmp_path / 'good.log')),
                zb.Worker('bad', [sys.executable, str(tmp_path / 'bad.py')], log_path=str(tmp_path / 'bad.log'))]

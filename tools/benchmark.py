@@ -77,7 +77,6 @@ def dygraph_worker(args):
     """This process is the dygraph path: build, load the driver's weights, serve."""
     import numpy as np
     import paddle
-    from zoo.benchmark import serve
     from zoo.builder import build_model
     from zoo.export import without_pretrained
     from zoo.utils.checkpoint import load_state_dict_checked, read_state_dict
@@ -92,7 +91,16 @@ def dygraph_worker(args):
         with paddle.no_grad():
             return model(x)[0].numpy()
 
-    serve(run, lambda logits: logits.argmax(axis=1), describe='dygraph fp32 (paddle.no_grad)')
+    sys.path.insert(0, os.path.dirname(INFER))
+    import infer
+    infer.serve(run, lambda logits: logits.argmax(axis=1), describe='dygraph fp32 (paddle.no_grad)')
+
+
+def deploy_paths(args):
+    """``[(name, backend, precision, why not or None)]`` of the requested paths."""
+    import zoo.benchmark as zb
+    paths = [tuple(p.split(':')) for p in args.paths] if args.paths else zb.DEPLOY_PATHS
+    return [(f'{b} {p}', b, p, _available(b, p)) for b, p in paths]
 
 
 def _available(backend, precision):
@@ -146,8 +154,8 @@ def benchmark_one(cfg_path, shape, args, work_dir, extra_workers=(), log=print):
     flops = zb.count_flops(model, [1, 3, shape[2], shape[3]])
     np.save(os.path.join(work_dir, 'input.npy'), x)
 
-    paths = [tuple(p.split(':')) for p in args.paths] if args.paths else zb.DEPLOY_PATHS
-    want_int8 = any(prec == 'int8' for _, prec in paths)
+    paths = deploy_paths(args)
+    want_int8 = any(prec == 'int8' and not why for _, _, prec, why in paths)
     calib_note = ''
 
     def add_int8(folder, deploy):
@@ -179,9 +187,7 @@ def benchmark_one(cfg_path, shape, args, work_dir, extra_workers=(), log=print):
             cmd += ['--opts', *args.opts]
         workers.append(zb.Worker('dygraph fp32', cmd, env=env, cwd=REPO,
                                  log_path=os.path.join(work_dir, 'dygraph.log')))
-    for backend, precision in paths:
-        name = f'{backend} {precision}'
-        why = _available(backend, precision)
+    for name, backend, precision, why in paths:
         if why:
             skipped.append({'path': name, 'error': why})
             continue
@@ -255,10 +261,7 @@ def accuracy_one(cfg_path, args, work_dir, log=print):
                    print_detail=False)
     rows = [{'path': 'dygraph fp32 (val.py)', 'mIoU': res['mIoU'], 'aAcc': res['aAcc'], 'mAcc': res['mAcc']}]
     threads = args.threads or None
-    paths = [tuple(p.split(':')) for p in args.paths] if args.paths else __import__('zoo.benchmark').benchmark.DEPLOY_PATHS
-    for backend, precision in paths:
-        name = f'{backend} {precision}'
-        why = _available(backend, precision)
+    for name, backend, precision, why in deploy_paths(args):
         if why:
             rows.append({'path': name, 'error': why})
             continue

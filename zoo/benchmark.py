@@ -9,19 +9,19 @@ Paddle Inference fp32 (the default of ``deploy/python/infer.py``), the argmax ag
 path with dygraph fp32 on the same input, and each process's peak resident memory.
 
 Workers speak a line protocol on stdin/stdout (``run K``, ``save PATH``, ``stats``, ``quit``;
-answers are JSON lines prefixed ``@@``): ``deploy/python/infer.py --benchmark_worker``, the
-dygraph worker here (:func:`serve`), and any foreign script that does the same.
+answers are JSON lines prefixed ``@@``), implemented once by ``serve`` in
+``deploy/python/infer.py`` (``--benchmark_worker``), which tools/benchmark.py's dygraph worker and
+the official-PyTorch worker (tools/parity/regseg_torch_worker.py) import too; this module is
+the driver side.
 
 FLOPs count multiply-accumulates of convolutions (incl. transposed) and linear layers, one
 MAC = one FLOP, the convention of ``paddle.flops`` and mmcv's ``get_model_complexity_info``
 (``paddle.flops`` itself fails under numpy 2 in Paddle 3.2.2).
 """
 import json
-import os
 import queue
 import statistics
 import subprocess
-import sys
 import threading
 import time
 
@@ -145,47 +145,6 @@ def scale_classifier(model, x, num_classes=None, target_std=4.0):
 
 
 # -- the worker protocol --------------------------------------------------------------
-
-def serve(run, labels, stdin=None, stdout=None, describe=''):
-    """Answer the driver's commands (see the module docstring) for one path: ``run()`` does
-    one timed pass, ``labels(output)`` turns its output into class ids."""
-    stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
-    last = run()
-
-    def reply(obj):
-        stdout.write(PROTOCOL_PREFIX + json.dumps(obj) + '\n')
-        stdout.flush()
-
-    reply({'ready': True, 'describe': describe})
-    for line in stdin:
-        cmd, _, arg = line.strip().partition(' ')
-        if cmd == 'run':
-            wall, cpu = [], []
-            for _ in range(max(int(arg or 1), 1)):
-                c0, t0 = time.process_time(), time.perf_counter()
-                last = run()
-                wall.append((time.perf_counter() - t0) * 1000.0)
-                cpu.append((time.process_time() - c0) * 1000.0)
-            reply({'wall_ms': wall, 'cpu_ms': cpu})
-        elif cmd == 'save':
-            np.save(arg, np.asarray(labels(last)).astype(np.int32))
-            reply({'saved': arg})
-        elif cmd == 'stats':
-            reply({'peak_rss_mb': peak_rss_mb()})
-        elif cmd == 'quit':
-            reply({'bye': True})
-            return
-
-
-def peak_rss_mb():
-    """Peak resident memory of this process (Linux VmHWM: unlike ru_maxrss it is not inherited
-    from the parent across exec); None where unknown."""
-    try:
-        with open('/proc/self/status') as f:
-            return next(int(ln.split()[1]) / 1024.0 for ln in f if ln.startswith('VmHWM:'))
-    except (OSError, StopIteration, ValueError):
-        return None
-
 
 class Worker:
     """One path in its own process, driven over the line protocol."""

@@ -715,33 +715,33 @@ def format_table(stats, title):
 
 # -- benchmark worker (tools/benchmark.py) --------------------------------------------
 
-def serve_benchmark(predictor, x, stdin=None, stdout=None):
+def serve(run, labels, describe='', stdin=None, stdout=None):
     """Answer tools/benchmark.py's commands on stdin, one JSON line each on stdout (prefixed
     ``@@``), so one driver can interleave timed rounds of paths that each live in their own
-    process. Commands: ``run K`` (K timed runs on ``x``: wall and CPU ms), ``save PATH`` (the
-    class ids of one run as .npy), ``stats`` (peak RSS), ``quit``."""
+    process: ``run K`` (K timed calls of ``run()``: wall and CPU ms), ``save PATH`` (the class ids
+    ``labels(output)`` of the last call as .npy), ``stats`` (peak resident memory), ``quit``.
+    The one implementation of the protocol: the dygraph and PyTorch workers import it too."""
     stdin = stdin or sys.stdin
     stdout = stdout or sys.stdout
-    last = predictor.run(x)  # first run: primitives created, caches filled
+    last = run()  # first run: primitives created, caches filled
 
     def reply(obj):
         stdout.write('@@ ' + json.dumps(obj) + '\n')
         stdout.flush()
 
-    reply({'ready': True, 'describe': predictor.describe()})
+    reply({'ready': True, 'describe': describe})
     for line in stdin:
         cmd, _, arg = line.strip().partition(' ')
         if cmd == 'run':
             wall, cpu = [], []
             for _ in range(max(int(arg or 1), 1)):
                 c0, t0 = time.process_time(), time.perf_counter()
-                last = predictor.run(x)
+                last = run()
                 wall.append((time.perf_counter() - t0) * 1000.0)
                 cpu.append((time.process_time() - c0) * 1000.0)
             reply({'wall_ms': wall, 'cpu_ms': cpu})
         elif cmd == 'save':
-            labels = last if predictor.cfg.output_op == 'argmax' else np.asarray(last).argmax(axis=1)
-            np.save(arg, np.asarray(labels).astype(np.int32))
+            np.save(arg, np.asarray(labels(last)).astype(np.int32))
             reply({'saved': arg})
         elif cmd == 'stats':
             reply({'peak_rss_mb': peak_memory_mb()})
@@ -880,7 +880,11 @@ def main(argv=None):
     args = parse_args(argv)
     cfg = DeployConfig(args.config)
     if args.benchmark_worker:
-        serve_benchmark(make_predictor(cfg, args), np.load(args.benchmark_worker))
+        predictor = make_predictor(cfg, args)
+        x = np.load(args.benchmark_worker)
+        serve(lambda: predictor.run(x),
+              lambda out: out if cfg.output_op == 'argmax' else np.asarray(out).argmax(axis=1),
+              describe=predictor.describe())
         return 0
     if args.dataset_config:
         res = evaluate_dataset(make_predictor(cfg, args), args.dataset_config, args.opts)

@@ -1,8 +1,8 @@
 """The official RegSeg in PyTorch eager mode, as one path of tools/benchmark.py.
 
 Runs in a PyTorch environment (no Paddle needed), speaks the benchmark's worker protocol
-(zoo/benchmark.py: ``run K`` / ``save PATH`` / ``stats`` / ``quit`` on stdin, ``@@ {json}``
-answers on stdout) and times the official protocol's forward pass (batch 1, ``torch.no_grad``,
+(``serve`` in deploy/python/infer.py: ``run K`` / ``save PATH`` / ``stats`` / ``quit`` on stdin,
+``@@ {json}`` answers on stdout) and times the official protocol's forward pass (batch 1, ``torch.no_grad``,
 the final upsample included, argmax excluded), on the driver's input and weights::
 
     python tools/benchmark.py --suite deploy --torch_python /work/scratch/envs/mmseg/bin/python \
@@ -12,10 +12,8 @@ The official ``model.py`` imports ``torchvision.ops`` for ablation blocks only; 
 stands in for it (torchvision has no CPU build here).
 """
 import argparse
-import json
 import os
 import sys
-import time
 import types
 
 import numpy as np
@@ -43,11 +41,6 @@ def to_torch_names(weights):
         k = k.replace('._mean', '.running_mean').replace('._variance', '.running_var')
         out[k] = v
     return out
-
-
-def peak_rss_mb():
-    with open('/proc/self/status') as f:
-        return next(int(ln.split()[1]) / 1024.0 for ln in f if ln.startswith('VmHWM:'))
 
 
 def main():
@@ -79,31 +72,12 @@ def main():
         with torch.no_grad():
             return model(x)
 
-    last = run()
-
-    def reply(obj):
-        sys.stdout.write('@@ ' + json.dumps(obj) + '\n')
-        sys.stdout.flush()
-
-    reply({'ready': True, 'describe': f'official RegSeg, PyTorch {torch.__version__} eager, {args.threads} threads'})
-    for line in sys.stdin:
-        cmd, _, arg = line.strip().partition(' ')
-        if cmd == 'run':
-            wall, cpu = [], []
-            for _ in range(max(int(arg or 1), 1)):
-                c0, t0 = time.process_time(), time.perf_counter()
-                last = run()
-                wall.append((time.perf_counter() - t0) * 1000.0)
-                cpu.append((time.process_time() - c0) * 1000.0)
-            reply({'wall_ms': wall, 'cpu_ms': cpu})
-        elif cmd == 'save':
-            np.save(arg, last.argmax(1).numpy().astype(np.int32))
-            reply({'saved': arg})
-        elif cmd == 'stats':
-            reply({'peak_rss_mb': peak_rss_mb()})
-        elif cmd == 'quit':
-            reply({'bye': True})
-            return
+    # the benchmark's worker protocol, from deploy/python/infer.py (numpy, cv2, yaml: no Paddle needed)
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                                    'deploy', 'python'))
+    import infer
+    infer.serve(run, lambda out: out.argmax(1).numpy(),
+                describe=f'official RegSeg, PyTorch {torch.__version__} eager, {args.threads} threads')
 
 
 if __name__ == '__main__':

@@ -41,13 +41,19 @@ def _bin_matrix(length, bins):
     return inside / (end - start).astype('float32')
 
 
+def _static_bins(x, output_size, data_format):
+    """``[sh, sw]`` when the pooling can be rewritten (NCHW, both sizes given), else None."""
+    if data_format != 'NCHW':
+        return None
+    sizes = [output_size, output_size] if isinstance(output_size, int) else list(output_size)
+    return None if None in sizes else sizes
+
+
 def adaptive_avg_pool2d_by_matmul(x, output_size, data_format='NCHW', name=None):
     """``F.adaptive_avg_pool2d`` as ``P_h @ x @ P_w^T`` with averaging matrices built from the
     runtime H, W (see :func:`_bin_matrix`); ``output_size`` 1 is a plain mean."""
-    if data_format != 'NCHW':
-        return _NATIVE_ADAPTIVE_AVG_POOL2D(x, output_size, data_format, name)
-    sizes = [output_size, output_size] if isinstance(output_size, int) else list(output_size)
-    if None in sizes:
+    sizes = _static_bins(x, output_size, data_format)
+    if sizes is None:
         return _NATIVE_ADAPTIVE_AVG_POOL2D(x, output_size, data_format, name)
     if sizes == [1, 1]:
         return paddle.mean(x, axis=[2, 3], keepdim=True)
@@ -67,10 +73,8 @@ def adaptive_avg_pool2d_by_slices(x, output_size, data_format='NCHW', name=None)
     """``F.adaptive_avg_pool2d`` as means over slices (one slice + mean per output bin), the
     same bins as :func:`_bin_matrix`. Kept for reference and tests: the matmul form is a
     handful of ops whatever the output size."""
-    if data_format != 'NCHW':
-        return _NATIVE_ADAPTIVE_AVG_POOL2D(x, output_size, data_format, name)
-    sizes = [output_size, output_size] if isinstance(output_size, int) else list(output_size)
-    if None in sizes:
+    sizes = _static_bins(x, output_size, data_format)
+    if sizes is None:
         return _NATIVE_ADAPTIVE_AVG_POOL2D(x, output_size, data_format, name)
     if sizes == [1, 1]:
         return paddle.mean(x, axis=[2, 3], keepdim=True)
