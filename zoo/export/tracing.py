@@ -49,6 +49,7 @@ def _static_bins(x, output_size, data_format):
     return None if None in sizes else sizes
 
 
+@paddle.jit.not_to_static  # called while tracing: ops only, no Python control flow to convert
 def adaptive_avg_pool2d_by_matmul(x, output_size, data_format='NCHW', name=None):
     """``F.adaptive_avg_pool2d`` as ``P_h @ x @ P_w^T`` with averaging matrices built from the
     runtime H, W (see :func:`_bin_matrix`); ``output_size`` 1 is a plain mean."""
@@ -69,6 +70,7 @@ def adaptive_avg_pool2d_by_matmul(x, output_size, data_format='NCHW', name=None)
     return paddle.reshape(y, [shape[0], shape[1], sizes[0], sizes[1]])
 
 
+@paddle.jit.not_to_static  # called while tracing: ops only, no Python control flow to convert
 def adaptive_avg_pool2d_by_slices(x, output_size, data_format='NCHW', name=None):
     """``F.adaptive_avg_pool2d`` as means over slices (one slice + mean per output bin), the
     same bins as :func:`_bin_matrix`. Kept for reference and tests: the matmul form is a
@@ -102,6 +104,7 @@ def _is_channel_scale(x, s):
             and xs[1] == ss[1] and xs[1] > 0)
 
 
+@paddle.jit.not_to_static  # called while tracing: ops only, no Python control flow to convert
 def channel_scale_nhwc(x, s):
     """``x * s`` (``x`` [N, C, H, W], ``s`` [N, C, 1, 1]) computed in NHWC; same values."""
     shape = paddle.shape(s)
