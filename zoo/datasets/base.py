@@ -148,12 +148,18 @@ class Dataset(paddle.io.Dataset):
             label = self.encode_label(label, label_path)
         return {'img': img, 'label': label, 'img_path': img_path, 'label_path': label_path}
 
-    def encode_label(self, label, label_path):
-        """Map stored values to train ids and check their range."""
+    def map_label(self, label):
+        """Stored values -> train ids, value by value, without a range check (``zoo.datasets.scan``
+        tabulates it over 0..255 to check labels from their histograms)."""
         if self.reduce_zero_label:
             label = label - 1
             label[label == -1] = self.ignore_index
             label[label == self.ignore_index - 1] = self.ignore_index
+        return label
+
+    def encode_label(self, label, label_path):
+        """Map stored values to train ids and check their range."""
+        label = self.map_label(label)
         bad = (label != self.ignore_index) & ((label < 0) | (label >= self.num_classes))
         if bad.any():
             vals = np.unique(label[bad])[:5].tolist()

@@ -143,4 +143,7 @@ class COCOStuff10k(Dataset):
             bad = np.unique(label[(label < 0) | (label > NUM_RAW_IDS)])[:5].tolist()
             raise DataError(f'COCOStuff10k: label {label_path!r} has values {bad} outside the COCO-Stuff ids '
                             f'0..{NUM_RAW_IDS}')
-        return super().encode_label(self._lut[label], label_path)
+        return super().encode_label(label, label_path)
+
+    def map_label(self, label):
+        return self._lut[label]
