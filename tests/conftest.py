@@ -29,7 +29,7 @@ def _scan_cache(tmp_path_factory):
 
 @pytest.fixture(scope='session')
 def demo_root(tmp_path_factory):
-    from zoo.datasets.demo import generate_demo_dataset
+    from zoo.datasets.prepare.demo import generate_demo_dataset
 
     root = str(tmp_path_factory.mktemp('demo'))
     generate_demo_dataset(root, **DEMO_SIZE)

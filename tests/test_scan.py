@@ -216,7 +216,7 @@ def test_preflight_raises_one_line_after_logging_each_problem(tmp_path, caplog):
 
 
 def test_class_uniform_wrapper_is_scanned_through(tmp_path):
-    from zoo.datasets.regseg_aug import ClassUniformDataset
+    from zoo.datasets.class_uniform import ClassUniformDataset
     make_tree(tmp_path, ['a', 'b'])
     wrapped = ClassUniformDataset(dataset(tmp_path))
     assert len(scan.dataset_tasks(wrapped)) == 4
