@@ -65,7 +65,11 @@ def test_image_data_or_image_path_and_the_output_tree(tmp_path):
     _write_json(src / 'a.json', shapes, image_path='photos\\a.jpg')         # Windows-style imagePath
     _write_json(src / 'b.json', shapes, image_path='gone/b.png', image_bytes=png)  # imageData wins
     out = tmp_path / 'out'
-    pairs = convert_folder(str(src), str(out), ['_background_', 'cat', 'dog', 'tree'])
+    from functools import partial
+
+    from zoo.engine.visual import get_palette, save_palette_png
+    pairs = convert_folder(str(src), str(out), ['_background_', 'cat', 'dog', 'tree'],
+                           preview=partial(save_palette_png, palette=get_palette(4)))
     assert sorted(os.path.relpath(p, out) for pair in pairs for p in pair) == [
         'images/a.jpg', 'images/b.png', 'labels/a.png', 'labels/b.png']
     assert (out / 'images' / 'a.jpg').read_bytes() == (src / 'photos' / 'a.jpg').read_bytes()

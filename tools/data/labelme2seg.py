@@ -27,13 +27,18 @@ def main(argv=None):
     p.add_argument('--ignore_index', type=int, default=255, help='label value of __ignore__ shapes')
     p.add_argument('--nproc', type=int, default=1, help='worker processes')
     args = p.parse_args(argv)
+    from functools import partial
+
     from zoo.datasets.labelme import IGNORE_NAME, convert_folder, read_class_list
+    from zoo.engine.visual import get_palette, save_palette_png
     if args.labels:
         class_names, has_ignore = read_class_list(args.labels)
     else:
         has_ignore = IGNORE_NAME in args.class_names
         class_names = [n for n in args.class_names if n != IGNORE_NAME]
-    pairs = convert_folder(args.json_dir, args.out_dir, class_names, has_ignore, args.ignore_index, args.nproc)
+    preview = partial(save_palette_png, palette=get_palette(len(class_names)), ignore_index=args.ignore_index)
+    pairs = convert_folder(args.json_dir, args.out_dir, class_names, has_ignore, args.ignore_index, args.nproc,
+                           preview=preview)
     print(f'converted {len(pairs)} annotation(s) into {args.out_dir} ({len(class_names)} classes: '
           f'{", ".join(class_names)})')
 

@@ -20,7 +20,7 @@ against labelme's own functions by ``tests/manifests/labelme_rules.py``:
 What differs from ``labelme2voc.py``, on purpose: the label PNG is single-channel 8-bit ids
 (labelme writes a palette PNG, which OpenCV and so the training loader read as colours); the
 ignore value is the dataset's ``ignore_index`` (labelme: -1 saved as 255); the image keeps its
-own format (labelme2voc names every image ``.jpg``). A palette preview is written beside.
+own format (labelme2voc names every image ``.jpg``). The tool writes a palette preview beside.
 """
 import base64
 import io
@@ -32,7 +32,6 @@ import shutil
 import numpy as np
 
 from ..utils.errors import DataError
-from .meta import voc_palette
 
 IGNORE_NAME = '__ignore__'
 LINE_WIDTH = 10   # labelme's shape_to_mask defaults
@@ -176,9 +175,9 @@ def _image_ext(im):
     return {'JPEG': '.jpg', 'PNG': '.png', 'BMP': '.bmp', 'TIFF': '.tif', 'WEBP': '.webp'}.get(im.format, '.png')
 
 
-def convert_annotation(json_path, out_dir, class_ids, ignore_index=255, palette=None):
-    """Convert one labelme JSON: ``out_dir/images/<stem>.<ext>`` (the image file's own bytes),
-    ``labels/<stem>.png`` (class ids) and ``pseudo_color/<stem>.png`` (palette preview).
+def convert_annotation(json_path, out_dir, class_ids, ignore_index=255, preview=None):
+    """Convert one labelme JSON: ``out_dir/images/<stem>.<ext>`` (the image file's own bytes) and
+    ``labels/<stem>.png`` (class ids); ``preview(path, label)`` writes ``pseudo_color/<stem>.png``.
     Returns ``(image_path, label_path)``."""
     ann, data, name = read_annotation(json_path)
     im = _decode_image(data, repr(json_path))
@@ -193,24 +192,14 @@ def convert_annotation(json_path, out_dir, class_ids, ignore_index=255, palette=
     ext = os.path.splitext(name)[1].lower() if name and os.path.splitext(name)[1] else _image_ext(Image.open(io.BytesIO(data)))
     paths = {k: os.path.join(out_dir, k, stem + e) for k, e in (('images', ext), ('labels', '.png'),
                                                                   ('pseudo_color', '.png'))}
-    for p in paths.values():
-        os.makedirs(os.path.dirname(p), exist_ok=True)
+    for k in ('images', 'labels') + (('pseudo_color',) if preview else ()):
+        os.makedirs(os.path.dirname(paths[k]), exist_ok=True)
     with open(paths['images'], 'wb') as f:
         f.write(data)
     Image.fromarray(np.ascontiguousarray(label, dtype=np.uint8)).save(paths['labels'])  # 8-bit single channel
-    save_pseudo_color(paths['pseudo_color'], label, palette)
+    if preview is not None:
+        preview(paths['pseudo_color'], label)
     return paths['images'], paths['labels']
-
-
-def save_pseudo_color(path, label, palette=None):
-    """A class-id mask as a palette PNG (the ids are its pixels; the colours only show them)."""
-    from PIL import Image
-    pal = voc_palette(256)
-    if palette is not None:
-        pal[:len(palette)] = np.asarray(palette, dtype=np.uint8)[:256]
-    im = Image.fromarray(np.ascontiguousarray(label, dtype=np.uint8)).convert('P')
-    im.putpalette(pal.reshape(-1).tolist())
-    im.save(path)
 
 
 def class_ids_from_list(names, has_ignore, ignore_index=255):
@@ -222,9 +211,11 @@ def class_ids_from_list(names, has_ignore, ignore_index=255):
     return ids
 
 
-def convert_folder(json_dir, out_dir, class_names, has_ignore=False, ignore_index=255, nproc=1, clean=False):
+def convert_folder(json_dir, out_dir, class_names, has_ignore=False, ignore_index=255, nproc=1, clean=False,
+                   preview=None):
     """Convert every ``*.json`` of ``json_dir``; write ``out_dir/labels.txt`` (class names). Returns the
-    list of ``(image_path, label_path)``."""
+    list of ``(image_path, label_path)``. ``preview``: a picklable ``(path, label)`` writer of the
+    colour previews (``tools/data/labelme2seg.py`` passes the palette PNG writer of zoo.engine.visual)."""
     from .prepare.common import parallel_map
     if not os.path.isdir(json_dir):
         raise DataError(f'labelme folder {json_dir!r} does not exist')
@@ -236,7 +227,7 @@ def convert_folder(json_dir, out_dir, class_names, has_ignore=False, ignore_inde
         for sub in ('images', 'labels', 'pseudo_color'):
             shutil.rmtree(os.path.join(out_dir, sub), ignore_errors=True)
     os.makedirs(out_dir, exist_ok=True)
-    results = parallel_map(_Converter(out_dir, class_ids, ignore_index), files, nproc)
+    results = parallel_map(_Converter(out_dir, class_ids, ignore_index, preview), files, nproc)
     with open(os.path.join(out_dir, 'labels.txt'), 'w', encoding='utf-8') as f:
         f.writelines(f'{n}\n' for n in class_names)
     return results
@@ -245,8 +236,8 @@ def convert_folder(json_dir, out_dir, class_names, has_ignore=False, ignore_inde
 class _Converter:
     """A picklable ``convert_annotation`` with its options bound (for the process pool)."""
 
-    def __init__(self, out_dir, class_ids, ignore_index):
-        self.out_dir, self.class_ids, self.ignore_index = out_dir, class_ids, ignore_index
+    def __init__(self, out_dir, class_ids, ignore_index, preview):
+        self.out_dir, self.class_ids, self.ignore_index, self.preview = out_dir, class_ids, ignore_index, preview
 
     def __call__(self, json_path):
-        return convert_annotation(json_path, self.out_dir, self.class_ids, self.ignore_index)
+        return convert_annotation(json_path, self.out_dir, self.class_ids, self.ignore_index, self.preview)
