@@ -82,8 +82,9 @@ def write_list(path, rows, separator=' '):
 def create_dataset_list(dataset_root, image_dir='images', label_dir='labels', split=(0.8, 0.2),
                         seed=0, image_suffixes=('.jpg', '.jpeg', '.png'), label_suffix='.png', separator=' ',
                         class_names=None):
-    """Write ``train.txt``, ``val.txt`` (``test.txt`` with a third ratio), ``unlabeled.txt`` (images
-    without a label, if any) and ``labels.txt`` (with ``class_names``) into ``dataset_root``.
+    """Write ``train.txt``, ``val.txt`` (``test.txt`` with a third ratio; a list whose ratio is 0 is not
+    written), ``unlabeled.txt`` (images without a label, if any) and ``labels.txt`` (with
+    ``class_names``) into ``dataset_root``.
     Returns ``{list file: number of lines}`` and the label files that have no image."""
     pairs, unlabeled, orphans = pair_files(dataset_root, image_dir, label_dir, image_suffixes, label_suffix)
     if not pairs:
@@ -96,10 +97,10 @@ def create_dataset_list(dataset_root, image_dir='images', label_dir='labels', sp
     order = list(pairs)
     random.Random(seed).shuffle(order)
     written, start = {}, 0
-    for name, n in zip(LIST_NAMES, counts):
+    for name, n, ratio in zip(LIST_NAMES, counts, split):
         rows = sorted(order[start:start + n])
         start += n
-        if n or name != 'test.txt':
+        if ratio > 0:  # a split of ratio 0 is left alone: --split 0 1 writes only val.txt
             write_list(os.path.join(dataset_root, name), rows, separator)
             written[name] = n
     if unlabeled:
