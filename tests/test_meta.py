@@ -2,7 +2,6 @@
 the config when given, else its defaults; tools that read no data (predict.py) get the same values
 from the config; val's table and the colours use them."""
 import json
-import os
 
 import cv2
 import numpy as np

@@ -24,7 +24,6 @@ own format (labelme2voc names every image ``.jpg``). The tool writes a palette p
 """
 import base64
 import io
-import json
 import math
 import os
 import shutil
@@ -145,11 +144,8 @@ def shapes_to_label(shapes, height, width, class_ids, ignore_index=255, where='a
 
 def read_annotation(json_path):
     """``(annotation dict, image bytes, image file name)`` of a labelme JSON file."""
-    try:
-        with open(json_path, 'r', encoding='utf-8') as f:
-            ann = json.load(f)
-    except (OSError, ValueError) as e:
-        raise DataError(f'labelme file {json_path!r} cannot be read as JSON ({e})') from None
+    from .prepare.common import read_json
+    ann = read_json(json_path, 'labelme')
     if not isinstance(ann, dict) or 'shapes' not in ann:
         raise DataError(f'{json_path!r} is not a labelme annotation (no "shapes")')
     rel = str(ann.get('imagePath') or '').replace('\\', '/')
