@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import cv2
 import numpy as np
@@ -27,9 +28,11 @@ ITERS = 100
 
 
 def tool(*args, timeout=900):
+    t = time.perf_counter()
     r = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=REPO, timeout=timeout,
                        env=dict(os.environ, CUDA_VISIBLE_DEVICES=''))
     assert r.returncode == 0, f'{args[0]} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}'
+    print(f'{os.path.basename(args[0])}: {time.perf_counter() - t:.1f} s')  # the stage times (pytest -s)
     return r.stdout
 
 
