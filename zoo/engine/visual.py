@@ -95,3 +95,102 @@ def save_palette_png(path, label, palette, ignore_index=255):
     im = Image.frombytes('P', (ids.shape[1], ids.shape[0]), ids.tobytes())
     im.putpalette(pal.reshape(-1).tolist())
     im.save(path)
+
+
+def class_names_of(dataset, num_classes):
+    """The dataset's class names (``dataset.class_names``, else its ``CLASSES``) when they fit
+    ``num_classes``, else ``'0'``, ``'1'``, ..."""
+    for attr in ('class_names', 'CLASSES'):
+        names = getattr(dataset, attr, None)
+        if names is not None and len(names) == num_classes:
+            return [str(n) for n in names]
+    return [str(i) for i in range(num_classes)]
+
+
+# -- labelled panels for VisualDL and the evaluation folder ------------------------------------
+PANEL_MIN_HEIGHT = 256   # small validation images are enlarged (integer factor) up to this height
+PANEL_MAX_WIDTH = 1536   # the three panels side by side; large images are shrunk to fit
+_FONT = 0  # cv2.FONT_HERSHEY_SIMPLEX
+_TITLE_H = 26
+_TEXT = (30, 30, 30)
+_BG = (255, 255, 255)
+
+
+def _text(img, text, org, scale=0.5, color=_TEXT):
+    import cv2
+    cv2.putText(img, text, org, _FONT, scale, color, 1, cv2.LINE_AA)
+
+
+def _text_width(text, scale=0.5):
+    import cv2
+    return cv2.getTextSize(text, _FONT, scale, 1)[0][0]
+
+
+def _panel_scale(h, w):
+    """Enlarge by an integer factor up to PANEL_MIN_HEIGHT; shrink if 3 panels exceed PANEL_MAX_WIDTH."""
+    s = max(1, PANEL_MIN_HEIGHT // max(h, 1))
+    if 3 * w * s > PANEL_MAX_WIDTH:
+        s = PANEL_MAX_WIDTH / (3.0 * w)
+    return s
+
+
+def legend_strip(class_ids, class_names, palette, width, ignored=False):
+    """Colour swatches with class names, wrapped over as many rows as ``width`` needs."""
+    items = [(palette[c], str(class_names[c])) for c in class_ids]
+    if ignored:
+        items.append(((0, 0, 0), 'ignored'))
+    rows, row, x = [], [], 8
+    for color, name in items:
+        w = 18 + _text_width(name) + 16
+        if row and x + w > width:
+            rows.append(row)
+            row, x = [], 8
+        row.append((x, color, name))
+        x += w
+    if row:
+        rows.append(row)
+    strip = np.full((8 + 22 * len(rows), width, 3), _BG, dtype=np.uint8)
+    for r, row in enumerate(rows):
+        y = 6 + 22 * r
+        for x, color, name in row:
+            strip[y + 2:y + 16, x:x + 14] = color
+            strip[y + 2:y + 16, x:x + 14][[0, -1]] = 90  # a thin border: white classes stay visible
+            strip[y + 2:y + 16, [x, x + 13]] = 90
+            _text(strip, name, (x + 18, y + 14))
+    return strip
+
+
+def labelled_panel(rgb, label, pred, palette, class_names, ignore_index=255, max_legend_classes=20):
+    """``input | ground truth | prediction`` with a title over each part and a legend strip below.
+
+    The legend lists every class when there are at most ``max_legend_classes``, else only the
+    classes present in this image's ground truth or prediction (most pixels first).
+    """
+    import cv2
+    h, w = label.shape[-2:]
+    rgb = np.asarray(rgb, dtype=np.uint8)
+    if rgb.shape[:2] != (h, w):
+        rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_LINEAR)
+    s = _panel_scale(h, w)
+    size = (int(round(w * s)), int(round(h * s)))
+    parts = [cv2.resize(rgb, size, interpolation=cv2.INTER_LINEAR if s < 1 else cv2.INTER_NEAREST),
+             cv2.resize(colorize(label, palette, ignore_index), size, interpolation=cv2.INTER_NEAREST),
+             cv2.resize(colorize(pred, palette, ignore_index), size, interpolation=cv2.INTER_NEAREST)]
+    gap = 4
+    pw, ph = size
+    width = 3 * pw + 2 * gap
+    top = np.full((_TITLE_H + ph, width, 3), _BG, dtype=np.uint8)
+    for k, (part, title) in enumerate(zip(parts, ('input', 'ground truth', 'prediction'))):
+        x = k * (pw + gap)
+        top[_TITLE_H:, x:x + pw] = part
+        _text(top, title, (x + max(0, (pw - _text_width(title, 0.6)) // 2), 18), scale=0.6)
+    n = len(palette)
+    valid_l = (label >= 0) & (label < n) & (label != ignore_index)
+    if n <= max_legend_classes:
+        ids = list(range(n))
+    else:
+        counts = np.bincount(np.concatenate([label[valid_l].ravel(), pred[(pred >= 0) & (pred < n)].ravel()]),
+                             minlength=n)
+        ids = [int(c) for c in np.argsort(-counts, kind='stable') if counts[c] > 0]
+    legend = legend_strip(ids, class_names, palette, width, ignored=bool((~valid_l).any()))
+    return np.concatenate([top, legend], axis=0)
