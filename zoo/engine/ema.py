@@ -55,6 +55,17 @@ class ModelEMA:
                 v = state[k]
                 s.set_value(v.astype(s.dtype) if isinstance(v, paddle.Tensor) else paddle.to_tensor(v, dtype=s.dtype))
 
+    def broadcast_non_trained(self, model, src=0):
+        """Give every rank rank ``src``'s average of the non-trained state (BatchNorm statistics
+        follow each rank's batches; see ``zoo/engine/run_files.py``)."""
+        import paddle.distributed as dist
+        if dist.get_world_size() <= 1:
+            return
+        from .run_files import non_trained_state
+        with paddle.no_grad():
+            for k, _ in non_trained_state(model):
+                dist.broadcast(self.shadow[k], src=src)
+
     @contextlib.contextmanager
     def swapped_in(self, model):
         """``with ema.swapped_in(model):`` the model holds the averaged weights; restored after."""
