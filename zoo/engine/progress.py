@@ -1,7 +1,7 @@
 """Progress and timing for long loops, readable in a terminal and in a log file.
 
 * :class:`Progress`: a tqdm bar when the stream is a terminal; otherwise (a pipe, a file,
-  ``paddle.distributed.launch``'s ``workerlog.N``) one log line every ~10 % of the items, since
+  ``paddle.distributed.launch``'s ``workerlog.N``) one log line every quarter of the items, since
   a bar there turns into one ever-growing line of carriage returns.
 * :class:`StepTimer`: the ETA from the mean step time since the start, skipping the first
   steps (kernel selection and allocator warm-up make them slow), plus the time the remaining
@@ -42,7 +42,7 @@ class Progress:
         self.enabled = enabled and self.total > 0
         self.stream = stream if stream is not None else sys.stderr
         self.lines = (not is_tty(self.stream)) if lines is None else lines
-        self.every = max(1, math.ceil(self.total / 10))
+        self.every = max(1, math.ceil(self.total / 4))
         self.n = 0
         self.t0 = time.perf_counter()
         self.bar = None

@@ -25,6 +25,7 @@ from ..builder import build_dataset, build_losses, build_model, validate_config
 from ..utils.checkpoint import atomic_replace_dir, load_file, load_state_dict_checked
 from ..utils.errors import CheckpointError, ZooError
 from ..utils.logger import logger, stop_log_to_file
+from ..utils.quiet import init_parallel_env
 from .optim import build_lr_scheduler, build_optimizer
 from .progress import StepTimer, fmt_duration
 from .run_files import broadcast_buffers, open_run_files
@@ -132,7 +133,7 @@ class Trainer:
         paddle.seed(self.seed)
         np.random.seed(self.seed)
         if self.world_size > 1:
-            dist.init_parallel_env()
+            init_parallel_env()  # without Paddle's FLAGS table unless --verbose
         self.train_dataset = build_dataset(self.cfg, 'train')
         self.val_dataset = build_dataset(self.cfg, 'val') if self.do_eval else None
         self.model = build_model(self.cfg)
@@ -141,7 +142,8 @@ class Trainer:
         if self.world_size > 1 and on_gpu:
             self.model = paddle.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         elif self.world_size > 1:
-            logger.info('SyncBN is GPU-only in Paddle; CPU ranks keep per-rank BatchNorm statistics')
+            logger.info('SyncBN is GPU-only in Paddle: CPU ranks keep per-rank BatchNorm statistics, and take '
+                        "rank 0's before each evaluation and checkpoint (zoo/engine/run_files.py)")
         self.scheduler = build_lr_scheduler(self.cfg)
         self.optimizer = build_optimizer(self.cfg, self.model, self.scheduler)
         if self.precision != 'fp32' and self.amp_level == 'O2':
@@ -290,12 +292,19 @@ class Trainer:
         return compute_loss(logits, label, self.losses)
 
     def train(self):
+        """Train; ``save_dir/train.log`` gets every logged line of the run, ``config.yml`` the config."""
+        log_file = open_run_files(self.save_dir, self.cfg, self.rank)
+        try:
+            return self._train()
+        finally:
+            stop_log_to_file(log_file)
+
+    def _train(self):
         self._build()
         start_iter, best_miou = 0, -1.0
         if self.resume_model:
             start_iter, best_miou = self.resume(self.resume_model)
         os.makedirs(self.save_dir, exist_ok=True)
-        log_file = open_run_files(self.save_dir, self.cfg, self.rank)
         writer = None
         if self.use_vdl and self.rank == 0:
             from visualdl import LogWriter
@@ -369,7 +378,6 @@ class Trainer:
         finally:
             if writer is not None:
                 writer.close()
-            stop_log_to_file(log_file)
         return {'iteration': iteration, 'best_miou': best_miou}
 
     def _remaining_evals(self, iteration):
