@@ -136,10 +136,10 @@ def confusion_figure_size(num_classes):
     """``(width, height)`` in pixels of ``confusion_matrix.png`` (the figure is sized from the
     class count, so tests and readers know what to expect)."""
     if num_classes <= LABEL_ALL_MAX:
-        side = max(6.0, 0.32 * num_classes + 3.0)
-        return int(round((side + 1.2) * DPI)), int(round(side * DPI))
+        side = max(6.0, 0.32 * num_classes + 3.5)
+        return int(round((side + 0.4) * DPI)), int(round(side * DPI))
     side = min(14.0, max(9.0, 0.06 * num_classes + 4.0))
-    return int(round((side + 5.5) * DPI)), int(round(side * DPI))
+    return int(round((side + 4.3) * DPI)), int(round(side * DPI))
 
 
 def _figure(width_px, height_px):
@@ -166,18 +166,17 @@ def plot_confusion_matrix(cm, class_names, path):
     w, h = confusion_figure_size(n)
     fig = _figure(w, h)
     big = n > LABEL_ALL_MAX
-    # square matrix on the left; colorbar (and the list of confusions when big) on the right
-    side_in = h / DPI
-    left = 0.9 / (w / DPI) if not big else 0.55 / (w / DPI)
-    ax_w = (side_in - (1.6 if not big else 0.9)) / (w / DPI)
-    bottom = (1.5 if not big else 0.55) / side_in
-    ax_h = ax_w * (w / h)
-    ax = fig.add_axes([left + (0.6 / (w / DPI) if not big else 0), bottom, ax_w, ax_h])
+    # layout in inches: a square matrix, room for names (or indices) left and below and a title
+    # above; the colorbar (and, when big, the list of confusions) to its right
+    W, H = w / DPI, h / DPI
+    left, bottom, top = (0.55, 0.55, 0.55) if big else (1.5, 1.5, 0.6)
+    side = H - bottom - top
+    ax = fig.add_axes([left / W, bottom / H, side / W, side / H])
     shown = np.ma.masked_invalid(norm)
     # a square-root colour scale: the diagonal is near 1, the confusions worth seeing are a few %
     im = ax.imshow(shown, cmap='Blues', norm=PowerNorm(gamma=0.5, vmin=0.0, vmax=1.0), interpolation='nearest')
     ax.set_facecolor('#dddddd')  # rows without ground-truth pixels
-    cax = fig.add_axes([left + ax_w + (0.75 if not big else 0.15) / (w / DPI), bottom, 0.18 / (w / DPI), ax_h])
+    cax = fig.add_axes([(left + side + 0.15) / W, bottom / H, 0.18 / W, side / H])
     cb = fig.colorbar(im, cax=cax)
     cb.set_ticks([0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0])
     cb.set_ticklabels(['0', '1%', '5%', '10%', '25%', '50%', '75%', '100%'])
@@ -211,10 +210,10 @@ def plot_confusion_matrix(cm, class_names, path):
             ax.annotate(str(k), (p, t), xytext=(4, 4), textcoords='offset points', fontsize=7, color='#d62728',
                         fontweight='bold')
             lines.append(f'{k:>2}. {_short(class_names[t])} [{t}] \u2192 {_short(class_names[p])} [{p}]: {100 * v:.1f}%')
-        text_x = left + ax_w + 0.55 / (w / DPI)
-        fig.text(text_x, bottom + ax_h, 'largest confusions\n(ground truth \u2192 prediction: % of its pixels)',
+        text_x = (left + side + 0.95) / W
+        fig.text(text_x, (bottom + side) / H, 'largest confusions\n(ground truth \u2192 prediction: % of its pixels)',
                  fontsize=9, va='top', fontweight='bold')
-        fig.text(text_x, bottom + ax_h - 0.45 / side_in, '\n'.join(lines) if lines else '(none)', fontsize=8, va='top',
+        fig.text(text_x, (bottom + side - 0.45) / H, '\n'.join(lines) if lines else '(none)', fontsize=8, va='top',
                  family='monospace')
     return _save(fig, path)
 
