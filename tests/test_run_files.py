@@ -144,7 +144,8 @@ def test_tool_output_is_quiet_by_default():
     if shutil.which('ccache'):
         pytest.skip('ccache is installed: Paddle has nothing to warn about')
     code = 'import sys; sys.path.insert(0, %r); import zoo; from zoo.utils.quiet import quiet_third_party; ' \
-           'quiet_third_party("--verbose" in sys.argv)' % ROOT
+           'quiet_third_party("--verbose" in sys.argv); import zoo.engine.trainer, zoo.engine.evaluator; ' \
+           'print("matplotlib loaded:", "matplotlib" in sys.modules)' % ROOT
     env = {k: v for k, v in os.environ.items() if k not in ('PYTHONWARNINGS', 'GLOG_minloglevel')}
     quiet_run = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=env, timeout=300)
     loud = subprocess.run([sys.executable, '-c', code, '--verbose'], capture_output=True, text=True, env=env,
@@ -152,3 +153,5 @@ def test_tool_output_is_quiet_by_default():
     assert quiet_run.returncode == 0 and loud.returncode == 0
     assert 'ccache' not in quiet_run.stderr, quiet_run.stderr
     assert 'No ccache found' in loud.stderr, loud.stderr
+    # matplotlib stays out of training: imported only when an evaluation draws its pictures
+    assert 'matplotlib loaded: False' in quiet_run.stdout
