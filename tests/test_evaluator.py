@@ -105,10 +105,12 @@ def test_evaluate_matches_brute_force_and_logs(tmp_path):
     assert dict((t, v) for t, v, _ in writer.scalars)['Evaluate/mIoU'] == pytest.approx(res['mIoU'])
     assert [t for t, *_ in writer.images] == ['Evaluate/image_0', 'Evaluate/image_1']
     panel = writer.images[0][1]
-    # input | truth | prediction, each 6x8 enlarged 42x (to >= 252 px high), under a 26-px title row,
-    # above a legend strip
-    assert panel.dtype == np.uint8 and panel.shape[1] == 3 * 8 * 42 + 2 * 4 and panel.shape[0] > 26 + 6 * 42
-    truth = panel[26:26 + 6 * 42, 8 * 42 + 4:2 * 8 * 42 + 4]
+    # a 2 x 2 grid (input | truth / prediction | legend) of 6x8 cells enlarged 42x (to >= 252 px high),
+    # each under a title row
+    from zoo.engine import visual
+    title_h = visual._text_size('Ag', visual._font_scale(8 * 42))[1] * 2 + 4
+    assert panel.dtype == np.uint8 and panel.shape == (2 * (title_h + 6 * 42) + visual.GAP, 2 * 8 * 42 + visual.GAP, 3)
+    truth = panel[title_h:title_h + 6 * 42, 8 * 42 + visual.GAP:]
     lab0 = cv2.imread(str(tmp_path / 'lab' / '0.png'), cv2.IMREAD_UNCHANGED)
     want = colorize(lab0, generate_palette(NUM_CLASSES))
     np.testing.assert_array_equal(truth, np.repeat(np.repeat(want, 42, axis=0), 42, axis=1))
@@ -167,8 +169,8 @@ def test_report_folder_holds_the_printed_numbers(tmp_path):
     sums = np.nansum(row_normalize(res['confusion_matrix']), axis=1)
     np.testing.assert_allclose(sums[:3], 1.0)
     assert sums[3] == 0  # class 3 has no ground-truth pixel: an empty (grey) row
-    # three panels stacked, padded to the widest (the 5x7 image, enlarged 51x)
-    assert Image.open(tmp_path / 'rep' / 'samples.png').size[0] == 3 * 7 * 51 + 2 * 4
+    # the panels stacked, padded to the widest (the 5x7 image, enlarged 51x)
+    assert Image.open(tmp_path / 'rep' / 'samples.png').size[0] == 2 * 7 * 51 + 6
 
 
 def test_evaluate_with_workers_and_aug_gives_the_same(tmp_path):

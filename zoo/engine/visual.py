@@ -108,60 +108,73 @@ def class_names_of(dataset, num_classes):
 
 
 # -- labelled panels for VisualDL and the evaluation folder ------------------------------------
-PANEL_MIN_HEIGHT = 256   # small validation images are enlarged (integer factor) up to this height
-PANEL_MAX_WIDTH = 1536   # the three panels side by side; large images are shrunk to fit
+# A 2 x 2 grid (input | ground truth / prediction | legend): VisualDL shows an image in a card about
+# 1.5 times as wide as high, so a grid is drawn larger there than three parts in a row; the text
+# is sized from the cell so it stays legible when the card shrinks the picture.
+CELL_MIN_HEIGHT = 256   # small validation images are enlarged (integer factor) up to this height
+CELL_MAX_WIDTH = 768    # large images are shrunk to this width per cell
+GAP = 6
 _FONT = 0  # cv2.FONT_HERSHEY_SIMPLEX
-_TITLE_H = 26
 _TEXT = (30, 30, 30)
 _BG = (255, 255, 255)
 
 
-def _text(img, text, org, scale=0.5, color=_TEXT):
+def _text(img, text, org, scale, color=_TEXT):
     import cv2
-    cv2.putText(img, text, org, _FONT, scale, color, 1, cv2.LINE_AA)
+    cv2.putText(img, text, org, _FONT, scale, color, max(1, int(round(scale * 1.6))), cv2.LINE_AA)
 
 
-def _text_width(text, scale=0.5):
+def _text_size(text, scale):
     import cv2
-    return cv2.getTextSize(text, _FONT, scale, 1)[0][0]
+    (w, h), _ = cv2.getTextSize(text, _FONT, scale, max(1, int(round(scale * 1.6))))
+    return w, h
 
 
-def _panel_scale(h, w):
-    """Enlarge by an integer factor up to PANEL_MIN_HEIGHT; shrink if 3 panels exceed PANEL_MAX_WIDTH."""
-    s = max(1, PANEL_MIN_HEIGHT // max(h, 1))
-    if 3 * w * s > PANEL_MAX_WIDTH:
-        s = PANEL_MAX_WIDTH / (3.0 * w)
+def cell_scale(h, w):
+    """Enlarge by an integer factor up to CELL_MIN_HEIGHT; shrink to CELL_MAX_WIDTH if wider."""
+    s = max(1, CELL_MIN_HEIGHT // max(h, 1))
+    if w * s > CELL_MAX_WIDTH:
+        s = CELL_MAX_WIDTH / float(w)
     return s
 
 
-def legend_strip(class_ids, class_names, palette, width, ignored=False):
-    """Colour swatches with class names, wrapped over as many rows as ``width`` needs."""
-    items = [(palette[c], str(class_names[c])) for c in class_ids]
+def _font_scale(cell_w):
+    return float(np.clip(cell_w / 520.0, 0.5, 1.1))
+
+
+def legend_cell(class_ids, class_names, palette, width, height, ignored=False, font=0.8):
+    """Colour swatches and class names in columns filling a ``height`` x ``width`` cell; classes
+    that do not fit are summarized as ``+N more``."""
+    items = [(tuple(int(v) for v in palette[c]), str(class_names[c])) for c in class_ids]
     if ignored:
         items.append(((0, 0, 0), 'ignored'))
-    rows, row, x = [], [], 8
-    for color, name in items:
-        w = 18 + _text_width(name) + 16
-        if row and x + w > width:
-            rows.append(row)
-            row, x = [], 8
-        row.append((x, color, name))
-        x += w
-    if row:
-        rows.append(row)
-    strip = np.full((8 + 22 * len(rows), width, 3), _BG, dtype=np.uint8)
-    for r, row in enumerate(rows):
-        y = 6 + 22 * r
-        for x, color, name in row:
-            strip[y + 2:y + 16, x:x + 14] = color
-            strip[y + 2:y + 16, x:x + 14][[0, -1]] = 90  # a thin border: white classes stay visible
-            strip[y + 2:y + 16, [x, x + 13]] = 90
-            _text(strip, name, (x + 18, y + 14))
-    return strip
+    cell = np.full((height, width, 3), _BG, dtype=np.uint8)
+    _, th = _text_size('Ag', font)
+    row_h = int(th * 1.9) + 2
+    box = int(th * 1.2)
+    rows = max(1, (height - 8) // row_h)
+    col_w = max(_text_size(name, font)[0] for _, name in items) + box + int(th * 1.6) if items else width
+    cols = max(1, width // max(col_w, 1))
+    if len(items) > rows * cols:  # keep the last slot for the count of the rest
+        shown, rest = items[:rows * cols - 1], len(items) - (rows * cols - 1)
+    else:
+        shown, rest = items, 0
+    col_w = width // cols
+    for k, (color, name) in enumerate(shown):
+        c, r = divmod(k, rows)
+        x, y = 8 + c * col_w, 6 + r * row_h
+        cell[y:y + box, x:x + box] = color
+        cell[y:y + box, x:x + box][[0, -1]] = 90  # thin border: white or black classes stay visible
+        cell[y:y + box, [x, x + box - 1]] = 90
+        _text(cell, name, (x + box + 6, y + box - max(1, box // 8)), font)
+    if rest:
+        c, r = divmod(len(shown), rows)
+        _text(cell, f'+{rest} more', (8 + c * col_w, 6 + r * row_h + box - max(1, box // 8)), font)
+    return cell
 
 
 def labelled_panel(rgb, label, pred, palette, class_names, ignore_index=255, max_legend_classes=20):
-    """``input | ground truth | prediction`` with a title over each part and a legend strip below.
+    """A titled 2 x 2 grid: input | ground truth / prediction | class legend.
 
     The legend lists every class when there are at most ``max_legend_classes``, else only the
     classes present in this image's ground truth or prediction (most pixels first).
@@ -171,19 +184,14 @@ def labelled_panel(rgb, label, pred, palette, class_names, ignore_index=255, max
     rgb = np.asarray(rgb, dtype=np.uint8)
     if rgb.shape[:2] != (h, w):
         rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_LINEAR)
-    s = _panel_scale(h, w)
-    size = (int(round(w * s)), int(round(h * s)))
-    parts = [cv2.resize(rgb, size, interpolation=cv2.INTER_LINEAR if s < 1 else cv2.INTER_NEAREST),
-             cv2.resize(colorize(label, palette, ignore_index), size, interpolation=cv2.INTER_NEAREST),
-             cv2.resize(colorize(pred, palette, ignore_index), size, interpolation=cv2.INTER_NEAREST)]
-    gap = 4
-    pw, ph = size
-    width = 3 * pw + 2 * gap
-    top = np.full((_TITLE_H + ph, width, 3), _BG, dtype=np.uint8)
-    for k, (part, title) in enumerate(zip(parts, ('input', 'ground truth', 'prediction'))):
-        x = k * (pw + gap)
-        top[_TITLE_H:, x:x + pw] = part
-        _text(top, title, (x + max(0, (pw - _text_width(title, 0.6)) // 2), 18), scale=0.6)
+    s = cell_scale(h, w)
+    cw, ch = int(round(w * s)), int(round(h * s))
+    nearest = cv2.INTER_NEAREST
+    parts = [cv2.resize(rgb, (cw, ch), interpolation=cv2.INTER_AREA if s < 1 else nearest),
+             cv2.resize(colorize(label, palette, ignore_index), (cw, ch), interpolation=nearest),
+             cv2.resize(colorize(pred, palette, ignore_index), (cw, ch), interpolation=nearest)]
+    font = _font_scale(cw)
+    title_h = _text_size('Ag', font)[1] * 2 + 4
     n = len(palette)
     valid_l = (label >= 0) & (label < n) & (label != ignore_index)
     if n <= max_legend_classes:
@@ -192,5 +200,13 @@ def labelled_panel(rgb, label, pred, palette, class_names, ignore_index=255, max
         counts = np.bincount(np.concatenate([label[valid_l].ravel(), pred[(pred >= 0) & (pred < n)].ravel()]),
                              minlength=n)
         ids = [int(c) for c in np.argsort(-counts, kind='stable') if counts[c] > 0]
-    legend = legend_strip(ids, class_names, palette, width, ignored=bool((~valid_l).any()))
-    return np.concatenate([top, legend], axis=0)
+    parts.append(legend_cell(ids, class_names, palette, cw, ch, ignored=bool((~valid_l).any()), font=font * 0.65))
+    titles = ('input', 'ground truth', 'prediction', 'classes')
+    out = np.full((2 * (title_h + ch) + GAP, 2 * cw + GAP, 3), _BG, dtype=np.uint8)
+    for k, (part, title) in enumerate(zip(parts, titles)):
+        r, c = divmod(k, 2)
+        y, x = r * (title_h + ch + GAP), c * (cw + GAP)
+        out[y + title_h:y + title_h + ch, x:x + cw] = part
+        tw, th = _text_size(title, font)
+        _text(out, title, (x + max(0, (cw - tw) // 2), y + title_h - (title_h - th) // 2 - 2), font)
+    return out
