@@ -142,6 +142,7 @@ def evaluate(model, dataset, test_kwargs=None, num_workers=0, print_detail=True,
             for i, panel in enumerate(panels):
                 vdl_writer.add_image(f'{vdl_prefix}/image_{i}', panel, step, dataformats='HWC')
         if save_dir is not None:
+            t_report = time.perf_counter()
             from .report import data_identity, write_report
             ident = dict(identity or {})
             protocol = {'inference': _jsonable(test_kwargs), 'ignore_index': ignore_index,
@@ -152,7 +153,8 @@ def evaluate(model, dataset, test_kwargs=None, num_workers=0, print_detail=True,
                                    protocol=protocol)
             if panels:
                 written.append(_save_panels(panels, save_dir))
-            logger.info(f'[EVAL] wrote {", ".join(os.path.basename(p) for p in written)} to {save_dir}')
+            logger.info(f'[EVAL] wrote {", ".join(os.path.basename(p) for p in written)} to {save_dir} '
+                        f'in {fmt_duration(time.perf_counter() - t_report)}')
     return res
 
 
