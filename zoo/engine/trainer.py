@@ -317,7 +317,7 @@ class Trainer:
         iteration = start_iter
         stats = {'loss': 0.0, 'n': 0, 'reader': 0.0, 'batch': 0.0, 'parts': None}
         timer = StepTimer()
-        self.best_iter = start_iter if best_miou >= 0 else None
+        self.best_iter = self._best_iteration_on_disk() if best_miou >= 0 else None
         last_good = kept[-1] if kept else None
         t_start = t_end = time.perf_counter()
         logger.info(f'training {type(self.model).__name__} for {self.iters} iterations from {start_iter} '
@@ -379,6 +379,14 @@ class Trainer:
             if writer is not None:
                 writer.close()
         return {'iteration': iteration, 'best_miou': best_miou}
+
+    def _best_iteration_on_disk(self):
+        """The iteration of ``best_model/`` (when resuming), from its score.json."""
+        try:
+            with open(os.path.join(self.save_dir, 'best_model', 'score.json')) as f:
+                return int(json.load(f)['iteration'])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     def _remaining_evals(self, iteration):
         if not self.do_eval:
