@@ -121,3 +121,15 @@ def test_resume_restores_the_ema(tiny_root, tmp_path):
     c.train()
     for k, v in a.ema.state_dict().items():
         np.testing.assert_array_equal(c.ema.state_dict()[k].numpy(), v.numpy(), err_msg=k)
+
+
+def test_train_tool_flags():
+    import importlib.util
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location('tool_train', os.path.join(root, 'tools', 'train.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    args = tool.parse_args(['--config', 'c.yml', '--use_ema', '--ema_decay', '0.99', '--verbose'])
+    assert args.use_ema and args.ema_decay == 0.99 and args.verbose
+    args = tool.parse_args(['--config', 'c.yml'])
+    assert not args.use_ema and args.ema_decay == 0.999 and not args.verbose
