@@ -25,9 +25,9 @@ KNOWN_WARNINGS = (
      'Paddle looks for ccache (a C++ build cache for custom operators) on import; nothing here compiles C++'),
     (r'When training, we now always track global mean and variance', r'paddle\.nn',
      "Paddle's BatchNorm says so at every construction in train mode; that is the behaviour the models expect"),
-    (r'Non compatible API\. Please refer to .*torch\.split', r'paddle\.utils\.decorator_utils',
-     'Paddle notes at the first paddle.split of a process that it differs from torch.split; the models call '
-     'it with Paddle\'s own semantics'),
+    (r'Non compatible API\. Please refer to .*convert_from_pytorch', r'paddle\.utils\.decorator_utils',
+     'Paddle notes at the first paddle.split / paddle.sort ... of a process that the call differs from its '
+     'PyTorch namesake; the models call Paddle\'s API with its own semantics'),
 )
 
 _held = []          # (message, category, filename, lineno) of warnings held back so far
