@@ -13,7 +13,7 @@ from zoo.utils.config import Config  # noqa: E402
 
 root, out = sys.argv[1], sys.argv[2]
 paddle.set_device('cpu')
-t = Trainer(Config(tiny_config(root, iters=4, batch_size=2)), save_dir=out, seed=1, save_interval=4)
+t = Trainer(Config(tiny_config(root, iters=4, batch_size=2)), save_dir=out, seed=1, save_interval=4, do_eval=True)
 t.train()
 rank = paddle.distributed.get_rank()
 paddle.save(t.model.state_dict(), os.path.join(out, f'rank{rank}.pdparams'))

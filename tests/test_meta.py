@@ -10,7 +10,7 @@ import pytest
 import zoo
 from zoo.datasets import meta
 from zoo.datasets.base import Dataset
-from zoo.engine.evaluator import _class_names
+from zoo.engine.visual import class_names_of
 from zoo.engine.visual import get_palette
 from zoo.utils.config import Config
 from zoo.utils.errors import ConfigError
@@ -33,7 +33,7 @@ def test_config_names_and_palette_reach_the_dataset_val_table_and_predict_colour
     ds = zoo.build_dataset(cfg, 'val')
     assert ds.class_names == ['background', 'crack', 'rust'] and ds.palette[2] == [0, 0, 200]
     assert meta.config_meta(cfg) == (ds.class_names, ds.palette)  # predict.py / export read no data
-    assert _class_names(ds, 3) == ['background', 'crack', 'rust']  # val's per-class table
+    assert class_names_of(ds, 3) == ['background', 'crack', 'rust']  # val's per-class table
     assert get_palette(3, meta.config_meta(cfg)).tolist() == ds.palette  # predict.py's colours
     assert get_palette(3, ds).tolist() == ds.palette                     # VisualDL images
 

@@ -24,11 +24,14 @@ import paddle.distributed as dist
 from ..builder import build_dataset, build_losses, build_model, validate_config
 from ..utils.checkpoint import atomic_replace_dir, load_file, load_state_dict_checked
 from ..utils.errors import CheckpointError, ZooError
-from ..utils.logger import logger
+from ..utils.logger import logger, stop_log_to_file
+from ..utils.quiet import init_parallel_env
 from .optim import build_lr_scheduler, build_optimizer
+from .progress import StepTimer, fmt_duration
+from .run_files import broadcast_buffers, open_run_files
 from .sampler import TrainBatchSampler
 
-TRAIN_OPTION_KEYS = ('log_iters', 'save_interval', 'keep_checkpoint_max', 'eval_aug', 'num_vis')
+TRAIN_OPTION_KEYS = ('log_iters', 'save_interval', 'eval_interval', 'keep_checkpoint_max', 'eval_aug', 'num_vis')
 
 
 class TrainingDiverged(ZooError):
@@ -96,7 +99,8 @@ class Trainer:
 
     def __init__(self, cfg, save_dir='output', do_eval=False, use_vdl=False, save_interval=None,
                  log_iters=None, keep_checkpoint_max=None, num_workers=0, resume_model=None, seed=0,
-                 precision='fp32', amp_level='O1', device=None, eval_interval=None, skip_data_check=False):
+                 precision='fp32', amp_level='O1', device=None, eval_interval=None, use_ema=False, ema_decay=0.999,
+                 skip_data_check=False):
         self.cfg = validate_config(cfg, for_training=True)
         opts = dict(self.cfg.dic.get('train') or {})
         unknown = set(opts) - set(TRAIN_OPTION_KEYS)
@@ -108,7 +112,7 @@ class Trainer:
         self.iters = self.cfg.iters
         self.log_iters = int(log_iters or opts.get('log_iters', 10))
         self.save_interval = int(save_interval or opts.get('save_interval', 1000))
-        self.eval_interval = int(eval_interval or self.save_interval)
+        self.eval_interval = int(eval_interval or opts.get('eval_interval') or self.save_interval)
         self.keep_checkpoint_max = int(keep_checkpoint_max or opts.get('keep_checkpoint_max', 5))
         self.eval_aug = bool(opts.get('eval_aug', False))
         self.num_vis = int(opts.get('num_vis', 3))
@@ -119,6 +123,7 @@ class Trainer:
             raise ZooError(f'--precision must be fp32, fp16 or bf16, got {precision!r}')
         self.precision = precision
         self.amp_level = amp_level
+        self.use_ema, self.ema_decay, self.ema = use_ema, ema_decay, None
         self.skip_data_check = skip_data_check
         if device:
             paddle.set_device(device)
@@ -130,7 +135,7 @@ class Trainer:
         paddle.seed(self.seed)
         np.random.seed(self.seed)
         if self.world_size > 1:
-            dist.init_parallel_env()
+            init_parallel_env()  # without Paddle's FLAGS table unless --verbose
         self.train_dataset = build_dataset(self.cfg, 'train')
         self.val_dataset = build_dataset(self.cfg, 'val') if self.do_eval else None
         self.model = build_model(self.cfg)
@@ -139,7 +144,8 @@ class Trainer:
         if self.world_size > 1 and on_gpu:
             self.model = paddle.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         elif self.world_size > 1:
-            logger.info('SyncBN is GPU-only in Paddle; CPU ranks keep per-rank BatchNorm statistics')
+            logger.info('SyncBN is GPU-only in Paddle: CPU ranks keep per-rank BatchNorm statistics, and take '
+                        "rank 0's before each evaluation and checkpoint (zoo/engine/run_files.py)")
         self.scheduler = build_lr_scheduler(self.cfg)
         self.optimizer = build_optimizer(self.cfg, self.model, self.scheduler)
         if self.precision != 'fp32' and self.amp_level == 'O2':
@@ -149,6 +155,9 @@ class Trainer:
         # fp16 needs loss scaling against underflow; bf16 has fp32's exponent range and does not
         self.scaler = paddle.amp.GradScaler(init_loss_scaling=2.0 ** 16) if self.precision == 'fp16' else None
         self.ddp_model = paddle.DataParallel(self.model) if self.world_size > 1 else self.model
+        if self.use_ema:
+            from .ema import ModelEMA
+            self.ema = ModelEMA(self.model, self.ema_decay)
 
     # -- checkpoints -----------------------------------------------------------------
     def save_checkpoint(self, iteration, best_miou, folder_name=None):
@@ -164,6 +173,8 @@ class Trainer:
             opt_state = _structured_optimizer_state(self.optimizer.state_dict(), self.model)
             opt_state['LR_Scheduler'] = self.scheduler.state_dict()
             paddle.save(opt_state, os.path.join(tmp, 'model.pdopt'))
+            if self.ema is not None:
+                paddle.save(self.ema.state_dict(), os.path.join(tmp, 'ema.pdparams'))
             paddle.save({'iteration': iteration, 'best_miou': best_miou, 'seed': self.seed,
                          'scaler': self.scaler.state_dict() if self.scaler else None},
                         os.path.join(tmp, 'train_state.pdstates'))
@@ -178,7 +189,7 @@ class Trainer:
             old = kept.popleft()
             shutil.rmtree(old, ignore_errors=True)
 
-    def _save_best(self, iteration, miou):
+    def _save_best(self, iteration, miou, weights='model'):
         tmp = os.path.join(self.save_dir, '.best_model.tmp')
         if os.path.exists(tmp):
             shutil.rmtree(tmp)
@@ -186,7 +197,7 @@ class Trainer:
         try:
             paddle.save(self.model.state_dict(), os.path.join(tmp, 'model.pdparams'))
             with open(os.path.join(tmp, 'score.json'), 'w') as f:
-                json.dump({'iteration': iteration, 'mIoU': miou}, f)
+                json.dump({'iteration': iteration, 'mIoU': miou, 'weights': weights}, f)
             atomic_replace_dir(tmp, os.path.join(self.save_dir, 'best_model'))
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -205,6 +216,9 @@ class Trainer:
         self.optimizer.set_state_dict(opt)  # restores the scheduler too (from 'LR_Scheduler')
         if sched is not None:
             self.scheduler.set_state_dict(sched)
+        if self.ema is not None and os.path.isfile(os.path.join(path, 'ema.pdparams')):
+            self.ema.set_state_dict(load_file(os.path.join(path, 'ema.pdparams'), 'EMA weights'),
+                                    os.path.join(path, 'ema.pdparams'))
         if self.scaler is not None and state.get('scaler'):
             self.scaler.load_state_dict(state['scaler'])
         it = int(state['iteration'])
@@ -221,12 +235,45 @@ class Trainer:
             kw['flip_vertical'] = False
         return kw
 
-    def evaluate(self, iteration, writer):
+    def evaluate(self, iteration, writer, ema=False):
+        """Evaluate (the EMA weights with ``ema``) into ``save_dir/eval/iter_N[_ema]/``."""
         from .evaluator import evaluate
+        name = f'iter_{iteration}' + ('_ema' if ema else '')
+        main_loss = self.losses['types'][0]
+        identity = {'model': {'type': type(self.model).__name__, 'config': self.cfg.path, 'iteration': iteration,
+                              'weights': 'EMA of the trained weights' if ema else 'trained weights',
+                              'save_dir': self.save_dir},
+                    'protocol': {'during_training': True, 'test_time_augmentation': self.eval_aug}}
         res = evaluate(self.model, self.val_dataset, self._test_kwargs(), num_workers=self.num_workers,
-                       print_detail=True, vdl_writer=writer, iteration=iteration, num_vis=self.num_vis)
+                       print_detail=True, vdl_writer=writer, iteration=iteration, num_vis=self.num_vis,
+                       loss_fn=main_loss, save_dir=os.path.join(self.save_dir, 'eval', name), identity=identity,
+                       vdl_prefix='Evaluate_EMA' if ema else 'Evaluate',
+                       title=f'iter {iteration}' + (' (EMA weights)' if ema else ''))
         self.model.train()
         return res
+
+    def _evaluate_and_keep_best(self, iteration, writer, best_miou):
+        """Evaluate the weights (and their EMA); ``best_model/`` takes whichever beats the best."""
+        runs = [('model', self.evaluate(iteration, writer))]
+        if self.ema is not None:
+            self.ema.broadcast_non_trained(self.model)
+            with self.ema.swapped_in(self.model):
+                runs.append(('ema', self.evaluate(iteration, writer, ema=True)))
+        seconds = sum(r['seconds'] for _, r in runs)
+        weights, res = max(runs, key=lambda r: r[1]['mIoU'])
+        if res['mIoU'] > best_miou:
+            best_miou = res['mIoU']
+            if self.rank == 0:
+                if weights == 'ema':
+                    with self.ema.swapped_in(self.model):
+                        self._save_best(iteration, best_miou, weights)
+                else:
+                    self._save_best(iteration, best_miou, weights)
+            self.best_iter = iteration
+        logger.info(f'[EVAL] iter {iteration}: best mIoU {100 * best_miou:.2f} at iter {self.best_iter}'
+                    + (' (EMA weights)' if weights == 'ema' and self.best_iter == iteration else '')
+                    + f'; evaluation took {fmt_duration(seconds)}')
+        return best_miou, seconds
 
     # -- the loop --------------------------------------------------------------------
     def _loader(self, start_iter):
@@ -247,6 +294,14 @@ class Trainer:
         return compute_loss(logits, label, self.losses)
 
     def train(self):
+        """Train; ``save_dir/train.log`` gets every logged line of the run, ``config.yml`` the config."""
+        log_file = open_run_files(self.save_dir, self.cfg, self.rank)
+        try:
+            return self._train()
+        finally:
+            stop_log_to_file(log_file)
+
+    def _train(self):
         self._build()
         if not self.skip_data_check:  # every sample of both datasets, before iteration 1
             from ..datasets.scan import preflight_check
@@ -268,9 +323,10 @@ class Trainer:
         hook = getattr(self.model, 'train_step_hook', None)
         iteration = start_iter
         stats = {'loss': 0.0, 'n': 0, 'reader': 0.0, 'batch': 0.0, 'parts': None}
-        recent_batch = deque(maxlen=50)
+        timer = StepTimer()
+        self.best_iter = self._best_iteration_on_disk() if best_miou >= 0 else None
         last_good = kept[-1] if kept else None
-        t_end = time.perf_counter()
+        t_start = t_end = time.perf_counter()
         logger.info(f'training {type(self.model).__name__} for {self.iters} iterations from {start_iter} '
                     f'(batch {self.cfg.batch_size} x {self.world_size} rank(s), {len(self.train_dataset)} images)')
         try:
@@ -291,12 +347,14 @@ class Trainer:
                     total.backward()
                     self.optimizer.step()
                 self.optimizer.clear_grad()
+                if self.ema is not None:
+                    self.ema.update(self.model)
                 lr = self.optimizer.get_lr()
                 self.scheduler.step()
                 if hook is not None:
                     hook(labels=label, lr=lr, iteration=iteration)
                 batch_cost = time.perf_counter() - t_end
-                recent_batch.append(batch_cost)
+                timer.step(batch_cost)
                 stats['loss'] += loss_value
                 stats['n'] += 1
                 stats['reader'] += reader_cost
@@ -304,27 +362,46 @@ class Trainer:
                 pv = [float(p) for p in parts]
                 stats['parts'] = pv if stats['parts'] is None else [a + b for a, b in zip(stats['parts'], pv)]
                 if iteration % self.log_iters == 0 or iteration == self.iters:
-                    self._log(iteration, stats, lr, recent_batch, writer)
+                    self._log(iteration, stats, lr, timer, writer)
                     stats = {'loss': 0.0, 'n': 0, 'reader': 0.0, 'batch': 0.0, 'parts': None}
-                if iteration % self.save_interval == 0 or iteration == self.iters:
-                    if self.do_eval and (iteration % self.eval_interval == 0 or iteration == self.iters):
-                        res = self.evaluate(iteration, writer)
-                        if self.rank == 0 and res['mIoU'] > best_miou:
-                            best_miou = res['mIoU']
-                            self._save_best(iteration, best_miou)
-                        logger.info(f'[EVAL] iter {iteration}: mIoU {res["mIoU"]:.4f}; best mIoU {best_miou:.4f}')
+                do_save = iteration % self.save_interval == 0 or iteration == self.iters
+                do_eval = self.do_eval and (iteration % self.eval_interval == 0 or iteration == self.iters)
+                if do_save or do_eval:
+                    broadcast_buffers(self.model)  # evaluate and save the state every rank holds
+                if do_eval:
+                    best_miou, seconds = self._evaluate_and_keep_best(iteration, writer, best_miou)
+                    timer.evaluation(seconds)
+                if do_save:
                     if self.rank == 0:
                         last_good = self.save_checkpoint(iteration, best_miou)
                         if last_good not in kept:
                             kept.append(last_good)
                         self._prune(kept)
                 t_end = time.perf_counter()
+            total = time.perf_counter() - t_start
+            logger.info(f'training done: iterations {start_iter + 1}-{iteration} in {fmt_duration(total)} '
+                        f'({fmt_duration(timer.eval_total)} of it in {timer.eval_count} evaluation(s))'
+                        + (f'; best mIoU {100 * best_miou:.2f} at iter {self.best_iter}' if best_miou >= 0 else ''))
         finally:
             if writer is not None:
                 writer.close()
         return {'iteration': iteration, 'best_miou': best_miou}
 
-    def _log(self, iteration, stats, lr, recent_batch, writer):
+    def _best_iteration_on_disk(self):
+        """The iteration of ``best_model/`` (when resuming), from its score.json."""
+        try:
+            with open(os.path.join(self.save_dir, 'best_model', 'score.json')) as f:
+                return int(json.load(f)['iteration'])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _remaining_evals(self, iteration):
+        if not self.do_eval:
+            return 0
+        n = self.iters // self.eval_interval - iteration // self.eval_interval
+        return n + (1 if self.iters % self.eval_interval else 0)
+
+    def _log(self, iteration, stats, lr, timer, writer):
         n = max(stats['n'], 1)
         avg_loss = stats['loss'] / n
         parts = [p / n for p in stats['parts']]
@@ -332,12 +409,12 @@ class Trainer:
         batch_cost = stats['batch'] / n
         reader_cost = stats['reader'] / n
         ips = self.cfg.batch_size * self.world_size / max(batch_cost, 1e-9)
-        eta = float(np.median(recent_batch)) * (self.iters - iteration)
+        eta = timer.eta(self.iters - iteration, self._remaining_evals(iteration))
         epoch = iteration * self.cfg.batch_size * self.world_size // max(len(self.train_dataset), 1) + 1
         heads = ', '.join(f'{k}={v:.4f}' for k, v in zip(names, parts))
         logger.info(f'[TRAIN] epoch {epoch}, iter {iteration}/{self.iters} {_bar(iteration / self.iters)} '
                     f'loss {avg_loss:.4f} ({heads}), lr {lr:.6f}, batch_cost {batch_cost:.4f}s, '
-                    f'reader_cost {reader_cost:.5f}s, ips {ips:.2f} samples/s | ETA {_fmt_eta(eta)}')
+                    f'reader_cost {reader_cost:.5f}s, ips {ips:.2f} samples/s | ETA {"--" if eta is None else _fmt_eta(eta)}')
         if writer is not None:
             writer.add_scalar('Train/loss', avg_loss, iteration)
             for k, v in zip(names, parts):

@@ -37,6 +37,22 @@ def atomic_save(obj, path):
         raise
 
 
+def atomic_write_text(path, text):
+    """Write a text file atomically (temp file in the same folder + rename), UTF-8."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp', dir=folder)
+    try:
+        with os.fdopen(fd, 'w', encoding='utf-8') as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a report is for everyone who can read the folder
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
 def atomic_replace_dir(src_dir, dst_dir):
     """Move a fully written folder into place, replacing ``dst_dir`` if it exists."""
     old = None
