@@ -9,7 +9,6 @@ exported predictions that score the same.
 """
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -127,9 +126,12 @@ def test_labelme_to_trained_exported_model(annotated, tmp_path):
     tool('tools/train.py', '--config', str(cfg_path), '--save_dir', str(save), '--iters', str(ITERS),
          '--batch_size', '4', '--save_interval', str(ITERS), '--device', 'cpu', '--seed', '0')
     weights = save / f'iter_{ITERS}' / 'model.pdparams'
-    out = tool('tools/val.py', '--config', str(cfg_path), '--model_path', str(weights), '--device', 'cpu')
-    val_miou = float(re.search(r'^mIoU ([0-9.]+)', out, re.M).group(1))
-    assert 'disc' in out and 'rectangle' in out  # the per-class table carries the config's names
+    out = tool('tools/val.py', '--config', str(cfg_path), '--model_path', str(weights), '--device', 'cpu',
+               '--save_dir', str(tmp_path / 'val'))
+    report = json.loads((tmp_path / 'val' / 'metrics.json').read_text())
+    val_miou = report['summary']['mIoU']
+    assert [r['class'] for r in report['per_class']] == names  # the config's class names
+    assert 'disc' in out and 'rectangle' in out                # in the printed table too
     train_labels = [cv2.imread(str(data / r[1]), cv2.IMREAD_UNCHANGED) for r in rows['train.txt']]
     val_labels = [cv2.imread(str(data / r[1]), cv2.IMREAD_UNCHANGED) for r in rows['val.txt']]
     counts = np.bincount(np.concatenate([t[t != 255] for t in train_labels]), minlength=6)
