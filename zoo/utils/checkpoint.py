@@ -40,8 +40,8 @@ def load_file(path, what='checkpoint', return_numpy=False):
     try:
         obj = unpickle(data)
     except UnsafeCheckpoint as e:
-        raise CheckpointError(f'{what} file {path!r} refused: it names {e}, which no Paddle checkpoint '
-                              'contains (loading it could run code)') from None
+        raise CheckpointError(f'{what} file {path!r} refused: it {e}, which no Paddle checkpoint does '
+                              '(loading it could run code)') from None
     except Exception as e:  # noqa: BLE001  (a truncated/corrupt pickle raises many kinds)
         kind = 'empty' if not data else 'corrupt or not a Paddle checkpoint'
         raise CheckpointError(f'{what} file {path!r} is {kind} ({type(e).__name__}: {e})'.rstrip()) from None

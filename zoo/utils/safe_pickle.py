@@ -39,12 +39,12 @@ BIG_PARAM_KEY = 'UnpackBigParamInfor@@'  # sic: Paddle's spelling
 
 
 class UnsafeCheckpoint(CheckpointError):
-    """The file names a Python global no Paddle checkpoint contains."""
+    """The file asks for something no Paddle checkpoint does (the message says what: "names os.system")."""
 
 
 def _no_objects(dtype):
     if dtype.hasobject:
-        raise pickle.UnpicklingError('an array of Python objects')
+        raise UnsafeCheckpoint('holds an array of Python objects')
     return dtype
 
 
@@ -54,13 +54,13 @@ def _dtype(*args):
 
 def _reconstruct(subtype, shape, typecode):
     if subtype is not np.ndarray:
-        raise pickle.UnpicklingError(f'an array of type {subtype!r}')
+        raise UnsafeCheckpoint(f'builds an array of type {subtype!r}')
     return np.ndarray.__new__(np.ndarray, shape, _dtype(typecode))
 
 
 def _scalar(dtype, data):
     if not isinstance(dtype, np.dtype) or not isinstance(data, bytes):
-        raise pickle.UnpicklingError('a numpy scalar that is not a number')
+        raise UnsafeCheckpoint('builds a numpy scalar from something other than bytes')
     _no_objects(dtype)
     return np.frombuffer(data, dtype=dtype, count=1)[0]
 
@@ -73,15 +73,15 @@ def _frombuffer(buf, dtype, shape, order):
 def _latin1_encode(text, encoding='latin1'):
     """``_codecs.encode``: how protocol 2 stores ``bytes`` (numpy's raw array data)."""
     if not isinstance(text, str) or codecs.lookup(encoding).name not in ('latin-1', 'iso8859-1'):
-        raise pickle.UnpicklingError('_codecs.encode used for something other than latin-1 bytes')
+        raise UnsafeCheckpoint('calls _codecs.encode for something other than latin-1 bytes')
     return codecs.encode(text, encoding)
 
 
-def _dense_tensor(expr, scope):
+def _dense_tensor(expr=None, scope=None, *rest):
     """``paddle.save`` pickles a DenseTensor as ``eval('data', {'data': array})``: accept exactly that."""
-    if expr != 'data' or not isinstance(scope, dict) or set(scope) != {'data'} \
+    if rest or expr != 'data' or not isinstance(scope, dict) or set(scope) != {'data'} \
             or not isinstance(scope['data'], np.ndarray):
-        raise pickle.UnpicklingError('builtins.eval with anything but a DenseTensor record')
+        raise UnsafeCheckpoint('calls builtins.eval on something other than a tensor record')
     return scope['data']
 
 
@@ -113,10 +113,10 @@ class _Unpickler(pickle.Unpickler):
         try:
             return ALLOWED[(module, name)]
         except KeyError:
-            raise UnsafeCheckpoint(f'{module}.{name}') from None
+            raise UnsafeCheckpoint(f'names {module}.{name}') from None
 
     def persistent_load(self, pid):
-        raise UnsafeCheckpoint('a persistent id')
+        raise UnsafeCheckpoint('uses a persistent id')
 
 
 def unpickle(data):
