@@ -44,8 +44,8 @@ def check_transforms(cfg, key):
         check_component(t, f'{key}.{i}', cfg, TRANSFORMS)
         try:
             _instantiate(copy.deepcopy(t), TRANSFORMS)
-        except ConfigError:
-            raise
+        except ConfigError as e:  # the transform names its argument; add where it is in the config
+            raise cfg.error(f'{key}.{i}', str(e)) from None
         except (TypeError, ValueError) as e:
             raise cfg.error(f'{key}.{i}', f'{t["type"]}: {e}') from None
 

@@ -38,10 +38,10 @@ def _raise_terminated(signum, frame):
 
 
 def install_signal_handlers():
-    """SIGTERM -> :class:`Terminated` in the main thread. Imports paddle first: its import
-    installs a C++ SIGTERM handler that would replace ours."""
+    """SIGTERM -> :class:`Terminated` in the main thread; returns the previous handler. Imports
+    paddle first: its import installs a C++ SIGTERM handler that would replace ours."""
     import paddle  # noqa: F401
-    signal.signal(signal.SIGTERM, _raise_terminated)
+    return signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 def _user_error(exc):
@@ -61,8 +61,15 @@ def main_wrapper(fn):
     """Run ``fn()``; exit 2 with ``error: <one line>`` for user errors, 130 on Ctrl-C, 143 on SIGTERM."""
     install_dataloader_hook()
     clear_recorded_errors()
-    install_signal_handlers()
+    previous = install_signal_handlers()
     debug = os.environ.get('ZOO_DEBUG', '') not in ('', '0')
+    try:
+        _run(fn, debug)
+    finally:
+        signal.signal(signal.SIGTERM, previous)  # matters when called in-process (tests, notebooks)
+
+
+def _run(fn, debug):
     try:
         fn()
     except Terminated:
