@@ -7,7 +7,8 @@ Fault injection for the reliability tests (test code only, set through the envir
   ``<file>`` and sleeps (the test kills the process there: a kill in the middle of a save);
 * ``ZOO_TEST_PAUSE_PRUNE=<file>``: pruning deletes one file of the old checkpoint's trash
   folder, creates ``<file>`` and sleeps (a kill in the middle of a prune);
-* ``ZOO_TEST_STEP_SLEEP=<seconds>``: every training step sleeps (keeps a run alive for a while).
+* ``ZOO_TEST_STEP_SLEEP=<seconds>``: every training step sleeps (keeps a run alive for a while);
+* ``ZOO_TEST_HOLD=<file>:<n>``: training step n waits until ``<file>`` exists.
 """
 import os
 import runpy
@@ -63,12 +64,17 @@ def _install_faults():
                 return rmtree if name == 'rmtree' else getattr(__import__('shutil'), name)
         atomic.shutil = _Shutil()
     step_sleep = float(os.environ.get('ZOO_TEST_STEP_SLEEP', 0) or 0)
-    if step_sleep:
+    hold = os.environ.get('ZOO_TEST_HOLD')
+    if step_sleep or hold:
         from zoo.engine.trainer import Trainer
-        real_forward = Trainer._forward_loss
+        real_forward, steps = Trainer._forward_loss, [0]
+        hold_file, hold_step = hold.rsplit(':', 1) if hold else (None, -1)
 
         def slow_forward(self, img, label):
+            steps[0] += 1
             time.sleep(step_sleep)
+            while steps[0] == int(hold_step) and not os.path.exists(hold_file):
+                time.sleep(0.1)
             return real_forward(self, img, label)
         Trainer._forward_loss = slow_forward
 

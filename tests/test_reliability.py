@@ -492,3 +492,164 @@ def test_zoo_debug_shows_the_traceback(base, tmp_path):
     ctx = Ctx(base, tmp_path)
     r = run_process('train.py', ctx.fmt(TRAIN + ['--seed', '-1']), env={'ZOO_DEBUG': '1'})
     assert r.returncode == 2 and 'Traceback' in r.stderr and r.stderr.strip().endswith('>= 0, got -1')
+
+
+# -- divergence: only finite checkpoints, one line naming the last finite one ------------------
+
+def _checkpoints(save_dir):
+    return sorted(glob.glob(os.path.join(save_dir, 'iter_*')), key=lambda p: int(p.rsplit('_', 1)[1]))
+
+
+def assert_loadable(ckpt, iteration=None):
+    """Every file of ``iter_N`` loads through the safe loader and is finite."""
+    for name in ('model.pdparams', 'model.pdopt'):
+        state = load_file(os.path.join(ckpt, name), return_numpy=True)
+        assert state and not nonfinite_keys(state), (ckpt, name)
+    state = load_file(os.path.join(ckpt, 'train_state.pdstates'))
+    assert state['iteration'] == (iteration if iteration is not None else int(ckpt.rsplit('_', 1)[1]))
+
+
+@pytest.mark.parametrize('fault,expect,stopped_at', [
+    ({'nan_after': 5}, 'loss is nan', 6),                       # NaN logits from the 6th forward pass
+    ({'nan_weights_after': 5}, 'stem.1._variance', 6),          # BN statistics NaN, loss still finite
+])
+def test_a_diverging_run_leaves_only_finite_checkpoints(base, tmp_path, capfd, fault, expect, stopped_at):
+    ctx = Ctx(base, tmp_path)
+    cfg_path = ctx.config(model={'type': 'TinySegNet', **fault}, iters=10)
+    code, out, err = run_inprocess('train.py', ['--config', cfg_path, '--save_dir', ctx.vals['out'],
+                                                '--save_interval', '2'], capfd)
+    line = assert_one_line_error(code, out, err, [expect, f'at iteration {stopped_at}', 'nothing saved',
+                                                  f'the last finite checkpoint is {ctx.vals["out"]}/iter_4'])
+    assert [os.path.basename(p) for p in _checkpoints(ctx.vals['out'])] == ['iter_2', 'iter_4'], line
+    for p in _checkpoints(ctx.vals['out']):
+        assert_loadable(p)
+
+
+def test_the_demo_model_at_learning_rate_1000_stops_before_writing_nan(demo_root, tmp_path, capfd):
+    """Issue 13's case: Fast-SCNN's loss stays finite at lr 1000 while its weights turn NaN/inf
+    (the unguarded trainer wrote iter_16 and iter_24 with 221 of 236 tensors non-finite, exit 0)."""
+    out = str(tmp_path / 'out')
+    code, stdout, err = run_inprocess('train.py', [
+        '--config', os.path.join(ROOT, 'configs', 'demo', 'fast_scnn_demo_96x192_1k.yml'), '--save_dir', out,
+        '--opts', f'train_dataset.dataset_root={demo_root}', f'val_dataset.dataset_root={demo_root}',
+        'lr_scheduler.warmup_iters=0', '--iters', '12', '--batch_size', '2', '--learning_rate', '1000',
+        '--save_interval', '2', '--log_iters', '4'], capfd)
+    assert_one_line_error(code, stdout, err, ['at iteration', 'training stopped, nothing saved'])
+    for p in _checkpoints(out):
+        assert_loadable(p)
+
+
+# -- kills in the middle of a save or a prune ---------------------------------------------------
+
+def _wait_for(path, proc, timeout=300):
+    t0 = time.time()
+    while not os.path.exists(path):
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() - t0 < timeout, f'{path} never appeared'
+        time.sleep(0.2)
+
+
+def _start(ctx, argv, env):
+    cmd = [sys.executable, os.path.join(HERE, '_run_tool.py'), os.path.join(ROOT, 'tools', 'train.py')]
+    return subprocess.Popen(cmd + [str(a) for a in argv], env={**_env(), **env}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize('where', ['save', 'prune'])
+def test_a_kill_during_save_or_prune_leaves_every_checkpoint_loadable(base, tmp_path, capfd, where):
+    ctx = Ctx(base, tmp_path)
+    out, marker = ctx.vals['out'], str(tmp_path / 'paused')
+    cfg_path = ctx.config(iters=6)
+    argv = ['--config', cfg_path, '--save_dir', out, '--save_interval', '2']
+    if where == 'save':  # the 5th paddle.save is iter_4's model.pdopt: killed half-written
+        env, argv = {'ZOO_TEST_PAUSE_SAVE': f'{marker}:5'}, argv
+    else:  # iter_4 written, then iter_2 pruned (keep 1): killed with one file deleted
+        env, argv = {'ZOO_TEST_PAUSE_PRUNE': marker}, argv + ['--keep_checkpoint_max', '1']
+    proc = _start(ctx, argv, env)
+    _wait_for(marker, proc)
+    proc.kill()
+    proc.communicate()
+    visible = [os.path.basename(p) for p in _checkpoints(out)]
+    assert visible == (['iter_2'] if where == 'save' else ['iter_4']), os.listdir(out)
+    assert any(f.startswith('.') and f.endswith(('.tmp', '.trash')) for f in os.listdir(out))
+    for p in _checkpoints(out):
+        assert_loadable(p)
+    # the next run resumes from the newest checkpoint and clears what the killed run left
+    code, stdout, err = run_inprocess('train.py', argv[:4] + ['--resume_model', os.path.join(out, visible[-1])], capfd)
+    assert code == 0, err
+    assert [f for f in os.listdir(out) if f.startswith('.')] == []
+    assert_loadable(os.path.join(out, 'iter_6'))
+
+
+# -- two runs, one save_dir -----------------------------------------------------------------------
+
+def test_a_second_run_on_the_same_save_dir_refuses_and_the_first_finishes_intact(base, tmp_path):
+    ctx = Ctx(base, tmp_path)
+    out = ctx.vals['out']
+    argv = ['--config', ctx.config(iters=8), '--save_dir', out, '--save_interval', '4']
+    go = str(tmp_path / 'go')
+    first = _start(ctx, argv, {'ZOO_TEST_HOLD': f'{go}:6'})  # waits at step 6, after writing iter_4
+    _wait_for(os.path.join(out, 'iter_4'), first)
+    second = run_process('train.py', argv + ['--seed', '5'])
+    assert_one_line_error(second.returncode, second.stdout, second.stderr, ['--save_dir', 'in use by another run',
+                                                                            f'pid {first.pid}'])
+    open(go, 'w').close()
+    stdout, stderr = first.communicate(timeout=300)
+    assert first.returncode == 0, stderr[-3000:]
+    assert [os.path.basename(p) for p in _checkpoints(out)] == ['iter_4', 'iter_8']
+    for p in _checkpoints(out):
+        assert_loadable(p)
+    assert load_file(os.path.join(out, 'iter_8', 'train_state.pdstates'))['seed'] == 0  # the first run's
+    assert not os.path.exists(os.path.join(out, '.lock'))
+
+
+# -- signals and DataLoader workers --------------------------------------------------------------
+
+def _children(pid):
+    kids = []
+    for task in os.listdir(f'/proc/{pid}/task'):
+        try:
+            kids += [int(x) for x in open(f'/proc/{pid}/task/{task}/children').read().split()]
+        except OSError:
+            pass
+    return kids
+
+
+def _running(pid):
+    try:
+        return open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()[0] != 'Z'
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.exists('/proc/self/task'), reason='needs Linux /proc')
+@pytest.mark.parametrize('sig', ['SIGTERM', 'SIGKILL'])
+def test_signals_end_the_run_and_its_workers(base, tmp_path, sig):
+    """SIGTERM: one line, exit 143, workers ended. SIGKILL: the workers die with their parent
+    (PR_SET_PDEATHSIG; before, they stayed alive as orphans holding the output pipes open)."""
+    ctx = Ctx(base, tmp_path)
+    argv = ['--config', ctx.config(iters=400), '--save_dir', ctx.vals['out'], '--save_interval', '400',
+            '--num_workers', '2']
+    proc = _start(ctx, argv, {'ZOO_TEST_STEP_SLEEP': '0.2'})
+    t0 = time.time()
+    while len(_children(proc.pid)) < 2:
+        assert proc.poll() is None and time.time() - t0 < 300, proc.communicate()
+        time.sleep(0.2)
+    workers = _children(proc.pid)
+    time.sleep(1)
+    proc.send_signal(getattr(signal, sig))
+    try:
+        stdout, stderr = proc.communicate(timeout=60)  # hangs while an orphan holds the pipes
+    finally:
+        for w in workers:
+            if _running(w):
+                os.kill(w, signal.SIGKILL)
+    t0 = time.time()
+    while any(_running(w) for w in workers) and time.time() - t0 < 10:
+        time.sleep(0.2)
+    assert not any(_running(w) for w in workers), 'DataLoader workers outlived the trainer'
+    if sig == 'SIGTERM':
+        assert_one_line_error(proc.returncode, stdout, stderr, ['terminated'], exit_code=143)
+        assert 'C++ Traceback' not in stderr
+    else:
+        assert proc.returncode == -signal.SIGKILL

@@ -5,9 +5,9 @@ finds it and stops with one line naming the owner. A lock left by a run that die
 pid gone or reused by another process) is taken over with a warning; a lock from another host
 cannot be checked from here, so it is reported with the file to delete if that run is over.
 
-Taking over a stale lock is serialized by ``fcntl.flock`` on ``save_dir/.lock.guard`` (held
-only for the check-and-replace; the kernel releases it if the process dies), so two runs that
-find the same stale lock cannot both take it.
+Taking over a stale lock happens under ``fcntl.flock`` on the lock file itself (held only for
+the check-and-rewrite; the kernel releases it if the process dies), and the file is rewritten in
+place, never removed, so two runs that find the same stale lock cannot both take it.
 """
 import contextlib
 import fcntl
@@ -88,33 +88,48 @@ class SaveDirLock:
         return self
 
     def _take_over_or_refuse(self):
-        with open(self.path + '.guard', 'a') as guard:
-            fcntl.flock(guard, fcntl.LOCK_EX)
+        while True:
             try:
+                fd = os.open(self.path, os.O_RDWR)
+            except FileNotFoundError:  # released meanwhile
                 try:
-                    self._create()  # the owner released it meanwhile
+                    self._create()
                     return
                 except FileExistsError:
-                    pass
-                info = _read(self.path)
-                who = f'pid {info.get("pid")} on {info.get("host")}, since {info.get("since")}'
-                same_host = info.get('host') == socket.gethostname()
-                if not info and time.time() - os.path.getmtime(self.path) < 10:
-                    # an empty lock file this young is being written by a run that is starting now
-                    raise SaveDirLocked(f'--save_dir {self.save_dir} is in use by a run that is starting; '
-                                        'use another --save_dir')
-                if same_host and _alive(info):
-                    raise SaveDirLocked(f'--save_dir {self.save_dir} is in use by another run ({who}); '
-                                        'use another --save_dir or wait for it to finish')
-                if info and not same_host:
-                    raise SaveDirLocked(f'--save_dir {self.save_dir} is locked by a run on another machine '
-                                        f'({who}); if that run is over, delete {self.path}')
-                logger.warning(f'--save_dir {self.save_dir}: taking over the lock of a run that is gone '
-                               f'({who if info else "unreadable lock file"})')
-                os.remove(self.path)
-                self._create()
-            finally:
-                fcntl.flock(guard, fcntl.LOCK_UN)
+                    continue
+            with os.fdopen(fd, 'r+', encoding='utf-8') as f:
+                fcntl.flock(f, fcntl.LOCK_EX)  # one taker at a time; released if we die
+                try:
+                    if os.fstat(f.fileno()).st_ino != os.stat(self.path).st_ino:
+                        continue  # released and re-created while we waited: look again
+                except FileNotFoundError:
+                    continue
+                try:
+                    info = json.loads(f.read() or '{}')
+                except ValueError:
+                    info = {}
+                self._refuse_unless_stale(info if isinstance(info, dict) else {})
+                f.seek(0)
+                f.truncate()
+                json.dump(_owner(), f)
+                f.flush()
+                return
+
+    def _refuse_unless_stale(self, info):
+        who = f'pid {info.get("pid")} on {info.get("host")}, since {info.get("since")}'
+        same_host = info.get('host') == socket.gethostname()
+        if not info and time.time() - os.path.getmtime(self.path) < 10:
+            # an empty lock file this young is being written by a run that is starting now
+            raise SaveDirLocked(f'--save_dir {self.save_dir} is in use by a run that is starting; '
+                                'use another --save_dir')
+        if same_host and _alive(info):
+            raise SaveDirLocked(f'--save_dir {self.save_dir} is in use by another run ({who}); '
+                                'use another --save_dir or wait for it to finish')
+        if info and not same_host:
+            raise SaveDirLocked(f'--save_dir {self.save_dir} is locked by a run on another machine '
+                                f'({who}); if that run is over, delete {self.path}')
+        logger.warning(f'--save_dir {self.save_dir}: taking over the lock of a run that is gone '
+                       f'({who if info else "unreadable lock file"})')
 
     def release(self):
         if self.held:
