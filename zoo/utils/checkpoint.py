@@ -33,17 +33,16 @@ def load_file(path, what='checkpoint', return_numpy=False):
         raise CheckpointError(f'{what} file {path!r} does not exist'
                               + (' (it is a folder)' if os.path.isdir(path) else ''))
     try:
+        empty = os.path.getsize(path) == 0
         with open(path, 'rb') as f:
-            data = f.read()
-    except OSError as e:
-        raise CheckpointError(f'{what} file {path!r} cannot be read: {e.strerror or e}') from None
-    try:
-        obj = unpickle(data)
+            obj = unpickle(f)  # straight from the file: no second copy of a large checkpoint
     except UnsafeCheckpoint as e:
         raise CheckpointError(f'{what} file {path!r} refused: it {e}, which no Paddle checkpoint does '
                               '(loading it could run code)') from None
+    except OSError as e:
+        raise CheckpointError(f'{what} file {path!r} cannot be read: {e.strerror or e}') from None
     except Exception as e:  # noqa: BLE001  (a truncated/corrupt pickle raises many kinds)
-        kind = 'empty' if not data else 'corrupt or not a Paddle checkpoint'
+        kind = 'empty' if empty else 'corrupt or not a Paddle checkpoint'
         raise CheckpointError(f'{what} file {path!r} is {kind} ({type(e).__name__}: {e})'.rstrip()) from None
     return to_paddle_result(obj, return_numpy=return_numpy)
 

@@ -120,8 +120,10 @@ class _Unpickler(pickle.Unpickler):
 
 
 def unpickle(data):
-    """Restricted ``pickle.loads`` of ``data`` (bytes); raises UnsafeCheckpoint / UnpicklingError."""
-    return _Unpickler(io.BytesIO(data), encoding='latin1').load()
+    """Restricted ``pickle.loads`` of ``data`` (bytes or a binary file object); raises
+    UnsafeCheckpoint / UnpicklingError."""
+    f = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data
+    return _Unpickler(f, encoding='latin1').load()
 
 
 # -- giving the result the shape paddle.load gives it ------------------------------------
