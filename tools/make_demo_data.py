@@ -12,7 +12,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from zoo.datasets.demo import DEMO_CLASSES, generate_demo_dataset, majority_baseline  # noqa: E402
+from zoo.datasets.meta import DEMO_CLASSES  # noqa: E402
+from zoo.datasets.prepare.demo import generate_demo_dataset, majority_baseline  # noqa: E402
 from zoo.utils.cli import main_wrapper  # noqa: E402
 
 

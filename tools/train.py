@@ -29,6 +29,8 @@ def parse_args(argv=None):
     p.add_argument('--use_vdl', action='store_true', help='write VisualDL logs to save_dir')
     p.add_argument('--num_workers', type=int, default=0, help='DataLoader worker processes')
     p.add_argument('--seed', type=int, default=0, help='random seed (data order, augmentation, init)')
+    p.add_argument('--skip_data_check', action='store_true',
+                   help='skip the pre-flight scan of every image and label (zoo/datasets/scan.py)')
     p.add_argument('--device', choices=['cpu', 'gpu'], help='default: gpu if Paddle was built with CUDA')
     p.add_argument('--precision', default='fp32', choices=['fp32', 'fp16', 'bf16'], help='AMP on GPU')
     p.add_argument('--amp_level', default='O1', choices=['O1', 'O2'])
@@ -45,7 +47,8 @@ def main(argv=None):
                       save_interval=args.save_interval, log_iters=args.log_iters,
                       keep_checkpoint_max=args.keep_checkpoint_max, num_workers=args.num_workers,
                       resume_model=args.resume_model, seed=args.seed, precision=args.precision,
-                      amp_level=args.amp_level, device=args.device, eval_interval=args.eval_interval)
+                      amp_level=args.amp_level, device=args.device, eval_interval=args.eval_interval,
+                      skip_data_check=args.skip_data_check)
     result = trainer.train()
     print(f'done: {result["iteration"]} iterations; best mIoU {result["best_miou"]:.4f}'
           if result['best_miou'] >= 0 else f'done: {result["iteration"]} iterations')

@@ -51,7 +51,7 @@ class _ListSampler(paddle.io.Sampler):
 
 
 def _class_names(dataset, num_classes):
-    names = getattr(dataset, 'CLASSES', None)
+    names = getattr(dataset, 'class_names', None) or getattr(dataset, 'CLASSES', None)
     if names is not None and len(names) == num_classes:
         return list(names)
     return [str(i) for i in range(num_classes)]

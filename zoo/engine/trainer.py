@@ -97,7 +97,7 @@ class Trainer:
 
     def __init__(self, cfg, save_dir='output', do_eval=False, use_vdl=False, save_interval=None,
                  log_iters=None, keep_checkpoint_max=None, num_workers=0, resume_model=None, seed=0,
-                 precision='fp32', amp_level='O1', device=None, eval_interval=None):
+                 precision='fp32', amp_level='O1', device=None, eval_interval=None, skip_data_check=False):
         self.cfg = cfg = as_config(cfg)
         validate_run_config(cfg)
         opts = dict(cfg.dic.get('train') or {})
@@ -122,6 +122,7 @@ class Trainer:
             raise ZooError(f'--precision must be fp32, fp16 or bf16, got {precision!r}')
         self.precision = precision
         self.amp_level = amp_level
+        self.skip_data_check = skip_data_check
         if device:
             set_device(device)
         self.world_size = dist.get_world_size()
@@ -272,6 +273,11 @@ class Trainer:
 
     def _train_loop(self):
         self._build()
+        if not self.skip_data_check:  # every sample of both datasets, before iteration 1
+            from ..datasets.scan import preflight_check
+            val = self.val_dataset or (build_dataset(self.cfg, 'val') if 'val_dataset' in self.cfg.dic else None)
+            preflight_check({'train': self.train_dataset, 'val': val}, num_workers=self.num_workers,
+                            rank=self.rank, world_size=self.world_size)
         start_iter, best_miou = 0, -1.0
         if self.resume_model:
             start_iter, best_miou = self.resume(self.resume_model)

@@ -1,12 +1,12 @@
 """Palettes and colored masks for predictions and VisualDL images.
 
-The palette is the dataset's ``PALETTE`` when it has one, else a deterministic generated one
+The palette is the dataset's ``palette`` (``PALETTE`` of a class) when it has one, else a deterministic generated one
 (the PASCAL VOC bit-interleaving scheme that PaddleSeg also uses, so class 0 is black and
 colors are distinct). Ignored and out-of-range pixels are drawn black.
 """
 import numpy as np
 
-from ..datasets.prepare.voc import voc_palette
+from ..datasets.meta import voc_palette
 from ..utils.errors import ConfigError
 
 
@@ -19,7 +19,8 @@ def get_palette(num_classes, dataset=None, custom_color=None):
     """RGB palette ``[num_classes, 3]`` uint8.
 
     ``custom_color``: a flat list ``r g b r g b ...`` (PaddleSeg's ``--custom_color``); classes it
-    does not cover take the generated colors. Otherwise the dataset's ``PALETTE``, if any.
+    does not cover take the generated colors. Otherwise the dataset's ``palette`` (or the class's
+    ``PALETTE``), if any.
     """
     pal = generate_palette(num_classes)
     given = None
@@ -28,8 +29,8 @@ def get_palette(num_classes, dataset=None, custom_color=None):
         if not vals or len(vals) % 3 or not all(isinstance(v, (int, np.integer)) and 0 <= v <= 255 for v in vals):
             raise ConfigError(f'--custom_color: expected r g b triples of integers in 0..255, got {vals}')
         given = np.asarray(vals, dtype=np.uint8).reshape(-1, 3)
-    elif dataset is not None and getattr(dataset, 'PALETTE', None) is not None:
-        given = np.asarray(dataset.PALETTE, dtype=np.uint8).reshape(-1, 3)
+    elif dataset is not None and (getattr(dataset, 'palette', None) or getattr(dataset, 'PALETTE', None)):
+        given = np.asarray(getattr(dataset, 'palette', None) or dataset.PALETTE, dtype=np.uint8).reshape(-1, 3)
     if given is not None:
         n = min(len(given), num_classes)
         pal[:n] = given[:n]
