@@ -341,6 +341,8 @@ CASES = [
          cfg(train={'save_interval': 0})),
     Case('train_option_typo', 'train.py', TRAIN, ['train.save_intervall', "'save_interval'"],
          cfg(train={'save_intervall': 3})),
+    Case('model_value_a_layer_refuses', 'train.py', TRAIN, ['model', 'TinySegNet cannot be built from these values'],
+         cfg(model={'type': 'TinySegNet', 'width': -1})),
     Case('unknown_model_type', 'train.py', TRAIN, ['model.type', 'TinySegNett'], cfg(model={'type': 'TinySegNett'})),
     Case('missing_config_file', 'train.py', ['--config', '{tmp}/nope.yml', '--save_dir', '{out}'],
          ['nope.yml', 'does not exist']),
@@ -429,6 +431,8 @@ CASES = [
     Case('loader_benchmark_missing_root', 'data/benchmark_loader.py', ['--dataset_root', '{tmp}/nope', '--num', '1'],
          ['nope', 'does not exist']),
     # the save_dir lock
+    Case('save_dir_is_a_file', 'train.py', TRAIN, ['--save_dir', 'is a file'],
+         lambda c: {'out': str((c.tmp / 'out').write_text('x') and c.tmp / 'out')}, nothing_in=()),
     Case('save_dir_in_use', 'train.py', TRAIN, ['--save_dir', 'in use by another run'], lock_held_by()),
     Case('save_dir_locked_elsewhere', 'train.py', TRAIN, ['another machine', '.lock'], lock_held_by('elsewhere')),
     # data problems: found by the pre-flight scan (zoo/datasets/scan.py) before the first iteration

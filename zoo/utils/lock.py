@@ -79,6 +79,8 @@ class SaveDirLock:
             json.dump(_owner(), f)
 
     def acquire(self):
+        if os.path.exists(self.save_dir) and not os.path.isdir(self.save_dir):
+            raise ZooError(f'--save_dir {self.save_dir} is a file, not a folder')
         os.makedirs(self.save_dir, exist_ok=True)
         try:
             self._create()
