@@ -353,6 +353,17 @@ def test_atomic_save_keeps_the_umask_mode_and_refuses_a_folder(tmp_path):
         atomic.atomic_save({'w': paddle.ones([2])}, str(tmp_path))
 
 
+def test_atomic_write_text(tmp_path):
+    out = tmp_path / 'report.txt'
+    atomic.atomic_write_text(str(out), 'v1\n')
+    with pytest.raises(atomic.WriteError, match='report.txt: No space left'):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(atomic.os, 'replace', lambda *a: (_ for _ in ()).throw(OSError(errno.ENOSPC, 'No space left')))
+            atomic.atomic_write_text(str(out), 'v2\n')
+    assert out.read_text() == 'v1\n' and os.listdir(tmp_path) == ['report.txt']
+    assert oct(os.stat(out).st_mode & 0o777) == oct(0o666 & ~_umask())
+
+
 def test_remove_dir_and_leftovers(tmp_path):
     d = tmp_path / 'iter_1'
     d.mkdir()

@@ -16,6 +16,7 @@
 """
 import copy
 import glob
+import hashlib
 import inspect
 import os
 import shutil
@@ -28,7 +29,7 @@ import paddle.nn.functional as F
 import yaml
 
 from .builder import as_config, build_model, dataset_num_classes
-from .utils.checkpoint import file_sha256, load_state_dict_checked, read_state_dict
+from .utils.checkpoint import load_state_dict_checked, read_state_dict
 from .utils.errors import ConfigError, ZooError
 from .utils.logger import logger
 from .utils.registry import TRANSFORMS
@@ -178,6 +179,14 @@ def deploy_transforms(cfg):
         args = _transform_args(TRANSFORMS[t['type']], given) if t['type'] in TRANSFORMS else given
         out.append({'type': t['type'], **_plain(args)})
     return out
+
+
+def file_sha256(path):
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def find_program(model_dir, prefix='model'):

@@ -3,7 +3,8 @@
 * :func:`atomic_dir` is a context manager: write everything into the temporary folder it
   yields; when the block ends without an exception the folder is renamed into place
   (replacing an existing one), otherwise it is removed and the old folder is untouched.
-* :func:`atomic_save` does the same for one ``paddle.save`` file.
+* :func:`atomic_file` does the same for one file (:func:`atomic_save` for ``paddle.save``,
+  :func:`atomic_write_text` for text).
 * :func:`remove_dir` deletes a folder atomically from a reader's point of view: it is first
   renamed to a hidden trash name (one ``rename``), then deleted; a kill in the middle leaves
   either the intact folder or a hidden trash folder, never a half-deleted one under its name.
@@ -92,30 +93,40 @@ def atomic_dir(final, what='folder', kept=None):
         raise
 
 
-def atomic_save(obj, path, what='file'):
-    """``paddle.save`` into ``path`` atomically (temp file in the same folder + rename), with
-    the permissions a plain ``open`` would give."""
-    import paddle
-    parent, prefix, suffix = _hidden_sibling(path, TMP_SUFFIX)
+@contextlib.contextmanager
+def atomic_file(path, what='file'):
+    """``with atomic_file('w.pdparams') as tmp:`` write the file ``tmp``; renamed to ``path`` on
+    success with the mode a plain ``open`` would give (``mkstemp`` makes 0600)."""
     if os.path.isdir(path):
         raise WriteError(f'cannot write {what} {path}: it is a folder (give a file name, e.g. '
                          f'{os.path.join(path, "model.pdparams")})')
+    parent, prefix, suffix = _hidden_sibling(path, TMP_SUFFIX)
     tmp = None
     try:
         os.makedirs(parent, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=parent)
         os.close(fd)
-        paddle.save(obj, tmp)
+        yield tmp
         _apply_umask(tmp)
         os.replace(tmp, path)
     except OSError as e:
-        if tmp and os.path.exists(tmp):
-            os.remove(tmp)
         raise _write_error(what, path, e) from None
-    except BaseException:
+    finally:
         if tmp and os.path.exists(tmp):
             os.remove(tmp)
-        raise
+
+
+def atomic_save(obj, path, what='file'):
+    """``paddle.save`` into ``path`` atomically."""
+    import paddle
+    with atomic_file(path, what) as tmp:
+        paddle.save(obj, tmp)
+
+
+def atomic_write_text(path, text, what='file'):
+    """Write a UTF-8 text file atomically."""
+    with atomic_file(path, what) as tmp, open(tmp, 'w', encoding='utf-8') as f:
+        f.write(text)
 
 
 def remove_dir(path):

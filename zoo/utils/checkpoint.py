@@ -16,7 +16,7 @@ import re
 
 import numpy as np
 
-from .atomic import atomic_dir, atomic_replace_dir, atomic_save  # noqa: F401  (re-exported: the one write path)
+from .atomic import atomic_dir, atomic_replace_dir, atomic_save, atomic_write_text  # noqa: F401  (re-exported)
 from .download import CACHE_DIR, download, file_sha256, is_url, resolve_path  # noqa: F401  (re-exported)
 from .errors import CheckpointError
 from .logger import logger
