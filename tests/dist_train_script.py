@@ -1,7 +1,7 @@
 """Run by test_distributed.py, alone or under ``paddle.distributed.launch`` (CPU, gloo).
 
     dist_train_script.py DATA_ROOT SAVE_DIR [--iters 4] [--stop_at K] [--resume_model DIR]
-                         [--save_interval N]
+                         [--save_interval N] [--do_eval]
 
 ``--stop_at K`` ends the run after iteration K of an ``--iters`` schedule (an interrupted run:
 the LR schedule is the full run's). Each rank writes its final weights to ``SAVE_DIR/rankR.pdparams``.
@@ -27,10 +27,11 @@ p.add_argument('--iters', type=int, default=4)
 p.add_argument('--stop_at', type=int, default=None)
 p.add_argument('--resume_model', default=None)
 p.add_argument('--save_interval', type=int, default=None)
+p.add_argument('--do_eval', action='store_true')
 args = p.parse_args()
 paddle.set_device('cpu')
 t = Trainer(Config(tiny_config(args.root, iters=args.iters, batch_size=2)), save_dir=args.out, seed=1,
-            save_interval=args.save_interval or args.iters, resume_model=args.resume_model)
+            save_interval=args.save_interval or args.iters, resume_model=args.resume_model, do_eval=args.do_eval)
 if args.stop_at:
     t.iters = args.stop_at
 result = t.train()

@@ -451,10 +451,14 @@ def _params(cases):
     return [pytest.param(c, id=c.id, marks=[c.mark] if c.mark else []) for c in cases]
 
 
+RUN_FILES = ('train.log', 'config.yml')  # the run's own log and resolved config (zoo/engine/run_files.py)
+
+
 def _written(folder):
+    """What a failed run left in ``folder``: anything but hidden files and the run's log/config."""
     if not os.path.isdir(folder):
         return []
-    return sorted(f for f in os.listdir(folder) if f.startswith(('iter_', 'best_model')) or not f.startswith('.'))
+    return sorted(f for f in os.listdir(folder) if not f.startswith('.') and f not in RUN_FILES)
 
 
 @pytest.mark.parametrize('case', _params(CASES))
@@ -675,5 +679,5 @@ def test_a_full_disk_while_saving_is_one_line_and_keeps_the_previous_checkpoint(
     assert_one_line_error(code, stdout, err, [f'cannot write checkpoint {out}/iter_4: No space left on device',
                                               f'the previous checkpoint {out}/iter_2 is intact'])
     monkeypatch.setattr(paddle, 'save', real_save)
-    assert sorted(os.listdir(out)) == ['iter_2']  # no temporary folder, no lock left behind
+    assert sorted(os.listdir(out)) == ['config.yml', 'iter_2', 'train.log']  # no temporary folder, no lock
     assert_loadable(os.path.join(out, 'iter_2'))

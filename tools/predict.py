@@ -6,14 +6,16 @@
         [--custom_color 0 0 0 255 0 0 ...]
 
 Writes ``<save_dir>/pseudo_color_prediction/<name>.png`` (palette PNG) and
-``<save_dir>/added_prediction/<name>.jpg`` (image blended with the prediction).
+``<save_dir>/added_prediction/<name>.jpg`` (image blended with the prediction); with
+``--format cityscapes``, ``<save_dir>/cityscapes_results/<name>.png`` (Cityscapes label ids, what
+the benchmark server takes; the model must predict the 19 train ids).
 """
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from zoo.utils.cli import add_common_args, add_test_config_args, build_parser, main_wrapper  # noqa: E402
+from zoo.utils.cli import add_common_args, add_test_config_args, add_verbose_arg, build_parser, main_wrapper  # noqa: E402,E501
 
 
 def parse_args(argv=None):
@@ -23,12 +25,17 @@ def parse_args(argv=None):
     p.add_argument('--save_dir', default='output/result', help='output folder')
     p.add_argument('--custom_color', nargs='+', type=int, default=None,
                    help='palette as r g b triples, one per class (default: the dataset\'s palette)')
+    p.add_argument('--format', default='paddleseg', choices=['paddleseg', 'cityscapes'],
+                   help='paddleseg: palette PNG + overlay; cityscapes: label-id PNGs for the benchmark server')
     add_test_config_args(p, aug_flag='--aug_pred')
+    add_verbose_arg(p)
     return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    from zoo.utils.quiet import quiet_third_party
+    quiet_third_party(args.verbose)
     from zoo.builder import dataset_num_classes
     from zoo.datasets.meta import config_meta
     from zoo.engine.inference import parse_test_config
@@ -47,7 +54,8 @@ def main(argv=None):
     if num_classes is None:
         raise cfg.error('model.num_classes', 'cannot tell the number of classes (set model.num_classes)')
     palette = get_palette(int(num_classes), config_meta(cfg), args.custom_color)  # the config's class colours
-    written = predict(model, args.image_path, transforms, args.save_dir, palette, test_kwargs)
+    written = predict(model, args.image_path, transforms, args.save_dir, palette, test_kwargs,
+                      output_format=args.format)
     print(f'wrote {len(written)} prediction(s) to {args.save_dir}')
 
 

@@ -29,9 +29,12 @@ from ..utils.cli import set_device
 from ..utils.errors import CheckpointError, ConfigError, ZooError
 from ..utils.loader_guard import shutdown_loader, worker_init_fn
 from ..utils.lock import SaveDirLock
-from ..utils.logger import logger
+from ..utils.logger import logger, stop_log_to_file
+from ..utils.quiet import init_parallel_env
 from .guard import DivergenceGuard, TrainingDiverged  # noqa: F401  (TrainingDiverged: re-exported)
 from .optim import build_lr_scheduler, build_optimizer
+from .progress import StepTimer, fmt_duration
+from .run_files import broadcast_buffers, open_run_files
 from .sampler import TrainBatchSampler
 from .startup import check_batch_fits, check_positive, pick, read_train_state, validate_run_config
 
@@ -97,7 +100,8 @@ class Trainer:
 
     def __init__(self, cfg, save_dir='output', do_eval=False, use_vdl=False, save_interval=None,
                  log_iters=None, keep_checkpoint_max=None, num_workers=0, resume_model=None, seed=0,
-                 precision='fp32', amp_level='O1', device=None, eval_interval=None, skip_data_check=False):
+                 precision='fp32', amp_level='O1', device=None, eval_interval=None, use_ema=False, ema_decay=0.999,
+                 skip_data_check=False):
         self.cfg = cfg = as_config(cfg)
         validate_run_config(cfg)
         opts = dict(cfg.dic.get('train') or {})
@@ -108,7 +112,8 @@ class Trainer:
         # a flag given on the command line wins, 0 included (it is then refused, not ignored)
         self.log_iters = check_positive('--log_iters', pick(log_iters, opts.get('log_iters'), 10))
         self.save_interval = check_positive('--save_interval', pick(save_interval, opts.get('save_interval'), 1000))
-        self.eval_interval = check_positive('--eval_interval', pick(eval_interval, None, self.save_interval))
+        self.eval_interval = check_positive('--eval_interval',
+                                            pick(eval_interval, opts.get('eval_interval'), self.save_interval))
         self.keep_checkpoint_max = check_positive('--keep_checkpoint_max',
                                                   pick(keep_checkpoint_max, opts.get('keep_checkpoint_max'), 5))
         self.eval_aug = bool(opts.get('eval_aug', False))
@@ -123,6 +128,7 @@ class Trainer:
         self.precision = precision
         self.amp_level = amp_level
         self.skip_data_check = skip_data_check
+        self.use_ema, self.ema_decay, self.ema = use_ema, ema_decay, None
         if device:
             set_device(device)
         self.world_size = dist.get_world_size()
@@ -134,7 +140,7 @@ class Trainer:
         paddle.seed(self.seed)
         np.random.seed(self.seed)
         if self.world_size > 1:
-            dist.init_parallel_env()
+            init_parallel_env()  # without Paddle's FLAGS table unless --verbose
         self.train_dataset = build_dataset(self.cfg, 'train')
         check_batch_fits(self.cfg, len(self.train_dataset), self.world_size)
         self.val_dataset = build_dataset(self.cfg, 'val') if self.do_eval else None
@@ -144,7 +150,8 @@ class Trainer:
         if self.world_size > 1 and on_gpu:
             self.model = paddle.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         elif self.world_size > 1:
-            logger.info('SyncBN is GPU-only in Paddle; CPU ranks keep per-rank BatchNorm statistics')
+            logger.info('SyncBN is GPU-only in Paddle: CPU ranks keep per-rank BatchNorm statistics, and take '
+                        "rank 0's before each evaluation and checkpoint (zoo/engine/run_files.py)")
         self.scheduler = build_lr_scheduler(self.cfg)
         self.optimizer = build_optimizer(self.cfg, self.model, self.scheduler)
         if self.precision != 'fp32' and self.amp_level == 'O2':
@@ -154,6 +161,9 @@ class Trainer:
         # fp16 needs loss scaling against underflow; bf16 has fp32's exponent range and does not
         self.scaler = paddle.amp.GradScaler(init_loss_scaling=2.0 ** 16) if self.precision == 'fp16' else None
         self.ddp_model = paddle.DataParallel(self.model) if self.world_size > 1 else self.model
+        if self.use_ema:
+            from .ema import ModelEMA
+            self.ema = ModelEMA(self.model, self.ema_decay)
 
     # -- checkpoints -----------------------------------------------------------------
     def _optimizer_state(self):
@@ -169,11 +179,15 @@ class Trainer:
         """Write ``iter_N/`` atomically (temp folder + rename); refuses a non-finite state."""
         name = folder_name or f'iter_{iteration}'
         final = os.path.join(self.save_dir, name)
-        model_state, opt_state = self.model.state_dict(), self._optimizer_state()
-        self.guard.check_state({'model': model_state, 'optimizer': opt_state}, iteration, collective=False)
+        states = {'model': self.model.state_dict(), 'optimizer': self._optimizer_state()}
+        if self.ema is not None:
+            states['EMA'] = self.ema.state_dict()
+        self.guard.check_state(states, iteration, collective=False)
         with atomic_dir(final, 'checkpoint', kept=self._kept_note()) as tmp:
-            paddle.save(model_state, os.path.join(tmp, 'model.pdparams'))
-            paddle.save(opt_state, os.path.join(tmp, 'model.pdopt'))
+            paddle.save(states['model'], os.path.join(tmp, 'model.pdparams'))
+            paddle.save(states['optimizer'], os.path.join(tmp, 'model.pdopt'))
+            if self.ema is not None:
+                paddle.save(states['EMA'], os.path.join(tmp, 'ema.pdparams'))
             paddle.save({'iteration': iteration, 'best_miou': best_miou, 'seed': self.seed,
                          'scaler': self.scaler.state_dict() if self.scaler else None},
                         os.path.join(tmp, 'train_state.pdstates'))
@@ -190,14 +204,14 @@ class Trainer:
         while len(kept) > self.keep_checkpoint_max:
             remove_dir(kept.popleft())  # renamed to a hidden trash name first: never half-deleted
 
-    def _save_best(self, iteration, miou):
-        model_state = self.model.state_dict()
+    def _save_best(self, iteration, miou, weights='model'):
+        model_state = self.model.state_dict()  # the EMA weights when they are swapped in
         self.guard.check_state({'model': model_state}, iteration, collective=False)
         best = os.path.join(self.save_dir, 'best_model')
         with atomic_dir(best, 'best model', kept=best if os.path.isdir(best) else None) as tmp:
             paddle.save(model_state, os.path.join(tmp, 'model.pdparams'))
             with open(os.path.join(tmp, 'score.json'), 'w') as f:
-                json.dump({'iteration': iteration, 'mIoU': miou}, f)
+                json.dump({'iteration': iteration, 'mIoU': miou, 'weights': weights}, f)
 
     def resume(self, path):
         """Load ``iter_N/`` (weights, optimizer + LR schedule, iteration); every file is read
@@ -220,6 +234,11 @@ class Trainer:
         self.optimizer.set_state_dict(opt)  # restores the scheduler too (from 'LR_Scheduler')
         if sched is not None:
             self.scheduler.set_state_dict(sched)
+        ema_path = os.path.join(path, 'ema.pdparams')
+        if self.ema is not None and os.path.isfile(ema_path):
+            ema_state = load_file(ema_path, 'EMA weights')
+            require_finite(ema_state, ema_path)
+            self.ema.set_state_dict(ema_state, ema_path)
         if self.scaler is not None and state.get('scaler'):
             self.scaler.load_state_dict(state['scaler'])
         logger.info(f'resumed from {path} at iteration {it}')
@@ -235,12 +254,45 @@ class Trainer:
             kw['flip_vertical'] = False
         return kw
 
-    def evaluate(self, iteration, writer):
+    def evaluate(self, iteration, writer, ema=False):
+        """Evaluate (the EMA weights with ``ema``) into ``save_dir/eval/iter_N[_ema]/``."""
         from .evaluator import evaluate
+        name = f'iter_{iteration}' + ('_ema' if ema else '')
+        main_loss = self.losses['types'][0]
+        identity = {'model': {'type': type(self.model).__name__, 'config': self.cfg.path, 'iteration': iteration,
+                              'weights': 'EMA of the trained weights' if ema else 'trained weights',
+                              'save_dir': self.save_dir},
+                    'protocol': {'during_training': True, 'test_time_augmentation': self.eval_aug}}
         res = evaluate(self.model, self.val_dataset, self._test_kwargs(), num_workers=self.num_workers,
-                       print_detail=True, vdl_writer=writer, iteration=iteration, num_vis=self.num_vis)
+                       print_detail=True, vdl_writer=writer, iteration=iteration, num_vis=self.num_vis,
+                       loss_fn=main_loss, save_dir=os.path.join(self.save_dir, 'eval', name), identity=identity,
+                       vdl_prefix='Evaluate_EMA' if ema else 'Evaluate',
+                       title=f'iter {iteration}' + (' (EMA weights)' if ema else ''))
         self.model.train()
         return res
+
+    def _evaluate_and_keep_best(self, iteration, writer, best_miou):
+        """Evaluate the weights (and their EMA); ``best_model/`` takes whichever beats the best."""
+        runs = [('model', self.evaluate(iteration, writer))]
+        if self.ema is not None:
+            self.ema.broadcast_non_trained(self.model)
+            with self.ema.swapped_in(self.model):
+                runs.append(('ema', self.evaluate(iteration, writer, ema=True)))
+        seconds = sum(r['seconds'] for _, r in runs)
+        weights, res = max(runs, key=lambda r: r[1]['mIoU'])
+        if res['mIoU'] > best_miou:
+            best_miou = res['mIoU']
+            if self.rank == 0:
+                if weights == 'ema':
+                    with self.ema.swapped_in(self.model):
+                        self._save_best(iteration, best_miou, weights)
+                else:
+                    self._save_best(iteration, best_miou, weights)
+            self.best_iter = iteration
+        logger.info(f'[EVAL] iter {iteration}: best mIoU {100 * best_miou:.2f} at iter {self.best_iter}'
+                    + (' (EMA weights)' if weights == 'ema' and self.best_iter == iteration else '')
+                    + f'; evaluation took {fmt_duration(seconds)}')
+        return best_miou, seconds
 
     # -- the loop --------------------------------------------------------------------
     def _loader(self, start_iter):
@@ -261,17 +313,22 @@ class Trainer:
         return compute_loss(logits, label, self.losses)
 
     def train(self):
-        """Run the training; rank 0 holds the save_dir lock (``utils/lock.py``) throughout."""
+        """Train. Rank 0 holds the save_dir lock (``utils/lock.py``) throughout; ``save_dir/train.log``
+        gets every logged line of the run, ``config.yml`` the config."""
         lock = SaveDirLock(self.save_dir).acquire() if self.rank == 0 else None
         try:
             if lock is not None:
                 clean_leftovers(self.save_dir)  # temp/trash folders of a killed run
-            return self._train_loop()
+            log_file = open_run_files(self.save_dir, self.cfg, self.rank)
+            try:
+                return self._train()
+            finally:
+                stop_log_to_file(log_file)
         finally:
             if lock is not None:
                 lock.release()
 
-    def _train_loop(self):
+    def _train(self):
         self._build()
         if not self.skip_data_check:  # every sample of both datasets, before iteration 1
             from ..datasets.scan import preflight_check
@@ -292,8 +349,9 @@ class Trainer:
         hook = getattr(self.model, 'train_step_hook', None)
         iteration = start_iter
         stats = {'loss': 0.0, 'n': 0, 'reader': 0.0, 'batch': 0.0, 'parts': None}
-        recent_batch = deque(maxlen=50)
-        t_end = time.perf_counter()
+        timer = StepTimer()
+        self.best_iter = self._best_iteration_on_disk() if best_miou >= 0 else None
+        t_start = t_end = time.perf_counter()
         logger.info(f'training {type(self.model).__name__} for {self.iters} iterations from {start_iter} '
                     f'(batch {self.cfg.batch_size} x {self.world_size} rank(s), {len(self.train_dataset)} images)')
         try:
@@ -314,12 +372,14 @@ class Trainer:
                         self.guard.check_gradients(self.model.parameters(), iteration)
                     self.optimizer.step()
                 self.optimizer.clear_grad()
+                if self.ema is not None:
+                    self.ema.update(self.model)
                 lr = self.optimizer.get_lr()
                 self.scheduler.step()
                 if hook is not None:
                     hook(labels=label, lr=lr, iteration=iteration)
                 batch_cost = time.perf_counter() - t_end
-                recent_batch.append(batch_cost)
+                timer.step(batch_cost)
                 stats['loss'] += loss_value
                 stats['n'] += 1
                 stats['reader'] += reader_cost
@@ -327,30 +387,49 @@ class Trainer:
                 pv = [float(p) for p in parts]
                 stats['parts'] = pv if stats['parts'] is None else [a + b for a, b in zip(stats['parts'], pv)]
                 if iteration % self.log_iters == 0 or iteration == self.iters:
-                    self._log(iteration, stats, lr, recent_batch, writer)
+                    self._log(iteration, stats, lr, timer, writer)
                     stats = {'loss': 0.0, 'n': 0, 'reader': 0.0, 'batch': 0.0, 'parts': None}
-                if iteration % self.save_interval == 0 or iteration == self.iters:
+                do_save = iteration % self.save_interval == 0 or iteration == self.iters
+                do_eval = self.do_eval and (iteration % self.eval_interval == 0 or iteration == self.iters)
+                if do_save or do_eval:
+                    broadcast_buffers(self.model)  # evaluate and save the state every rank holds
                     self.guard.check_state({'model': self.model.state_dict(), 'optimizer': self._optimizer_state()},
                                            iteration)  # on every rank, so that all stop together
-                    if self.do_eval and (iteration % self.eval_interval == 0 or iteration == self.iters):
-                        res = self.evaluate(iteration, writer)
-                        if self.rank == 0 and res['mIoU'] > best_miou:
-                            best_miou = res['mIoU']
-                            self._save_best(iteration, best_miou)
-                        logger.info(f'[EVAL] iter {iteration}: mIoU {res["mIoU"]:.4f}; best mIoU {best_miou:.4f}')
+                if do_eval:
+                    best_miou, seconds = self._evaluate_and_keep_best(iteration, writer, best_miou)
+                    timer.evaluation(seconds)
+                if do_save:
                     if self.rank == 0:
                         saved = self.save_checkpoint(iteration, best_miou)
                         if saved not in kept:
                             kept.append(saved)
                         self._prune(kept)
                 t_end = time.perf_counter()
+            total = time.perf_counter() - t_start
+            logger.info(f'training done: iterations {start_iter + 1}-{iteration} in {fmt_duration(total)} '
+                        f'({fmt_duration(timer.eval_total)} of it in {timer.eval_count} evaluation(s))'
+                        + (f'; best mIoU {100 * best_miou:.2f} at iter {self.best_iter}' if best_miou >= 0 else ''))
         finally:
             shutdown_loader(loader)  # end the workers now, also on an error or a signal
             if writer is not None:
                 writer.close()
         return {'iteration': iteration, 'best_miou': best_miou}
 
-    def _log(self, iteration, stats, lr, recent_batch, writer):
+    def _best_iteration_on_disk(self):
+        """The iteration of ``best_model/`` (when resuming), from its score.json."""
+        try:
+            with open(os.path.join(self.save_dir, 'best_model', 'score.json')) as f:
+                return int(json.load(f)['iteration'])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _remaining_evals(self, iteration):
+        if not self.do_eval:
+            return 0
+        n = self.iters // self.eval_interval - iteration // self.eval_interval
+        return n + (1 if self.iters % self.eval_interval else 0)
+
+    def _log(self, iteration, stats, lr, timer, writer):
         n = max(stats['n'], 1)
         avg_loss = stats['loss'] / n
         parts = [p / n for p in stats['parts']]
@@ -358,12 +437,12 @@ class Trainer:
         batch_cost = stats['batch'] / n
         reader_cost = stats['reader'] / n
         ips = self.cfg.batch_size * self.world_size / max(batch_cost, 1e-9)
-        eta = float(np.median(recent_batch)) * (self.iters - iteration)
+        eta = timer.eta(self.iters - iteration, self._remaining_evals(iteration))
         epoch = iteration * self.cfg.batch_size * self.world_size // max(len(self.train_dataset), 1) + 1
         heads = ', '.join(f'{k}={v:.4f}' for k, v in zip(names, parts))
         logger.info(f'[TRAIN] epoch {epoch}, iter {iteration}/{self.iters} {_bar(iteration / self.iters)} '
                     f'loss {avg_loss:.4f} ({heads}), lr {lr:.6f}, batch_cost {batch_cost:.4f}s, '
-                    f'reader_cost {reader_cost:.5f}s, ips {ips:.2f} samples/s | ETA {_fmt_eta(eta)}')
+                    f'reader_cost {reader_cost:.5f}s, ips {ips:.2f} samples/s | ETA {"--" if eta is None else _fmt_eta(eta)}')
         if writer is not None:
             writer.add_scalar('Train/loss', avg_loss, iteration)
             for k, v in zip(names, parts):

@@ -121,6 +121,13 @@ def add_test_config_args(parser, aug_flag='--aug_eval'):
     return parser
 
 
+def add_verbose_arg(parser):
+    """``--verbose``: show the third-party warnings held back by default (zoo/utils/quiet.py)."""
+    parser.add_argument('--verbose', action='store_true',
+                        help="show third-party warnings and Paddle's start-up messages that are held back by default")
+    return parser
+
+
 def test_config_overrides(args):
     """The test_config keys set on the command line (flags left unset are omitted)."""
     out = {}

@@ -62,6 +62,7 @@ SECTION_SCHEMA = {
     'train': {
         'log_iters': (_positive_int, 'a positive integer'),
         'save_interval': (_positive_int, 'a positive integer'),
+        'eval_interval': (_positive_int, 'a positive integer'),
         'keep_checkpoint_max': (_positive_int, 'a positive integer'),
         'eval_aug': bool,
         'num_vis': (_non_negative_int, 'a non-negative integer'),
@@ -326,3 +327,36 @@ class Config:
 
     def __repr__(self):
         return f'Config({self.path!r})\n' + yaml.safe_dump(self.dic, sort_keys=False)
+
+
+def dump_with_origins(cfg):
+    """The resolved config as YAML, each key followed by ``# <file that set it>`` (``--opts``,
+    ``--iters`` ... for command-line overrides). ``yaml.safe_load`` of the text gives ``cfg.dic``."""
+    lines = [f'# resolved config of {cfg.path}; each key names the file (or flag) that set it']
+
+    def origin(key):
+        where = cfg.where(key)
+        return where[:-len(key) - 2] if where.endswith(f': {key}') else where
+
+    def scalar(v):
+        return yaml.safe_dump(v, default_flow_style=True, width=10 ** 6).strip().removesuffix('\n...').strip()
+
+    def emit(node, prefix, indent):
+        pad = '  ' * indent
+        for k, v in node.items():
+            key = f'{prefix}.{k}' if prefix else str(k)
+            name = yaml.safe_dump(k, default_flow_style=True).strip().removesuffix('\n...').strip()
+            if isinstance(v, dict) and v:
+                lines.append(f'{pad}{name}:  # {origin(key)}')
+                emit(v, key, indent + 1)
+            elif isinstance(v, list) and any(isinstance(x, (dict, list)) for x in v):
+                inner = sorted(f'{k2[len(key) + 1:]} from {o}' for k2, o in cfg.origins.items()
+                               if k2.startswith(key + '.') and o != cfg.origins.get(key))
+                lines.append(f'{pad}{name}:  # {origin(key)}' + (f' ({"; ".join(inner)})' if inner else ''))
+                block = yaml.safe_dump(v, default_flow_style=None, sort_keys=False, width=10 ** 6)
+                lines.extend(f'{pad}  {ln}' for ln in block.rstrip('\n').splitlines())
+            else:
+                lines.append(f'{pad}{name}: {scalar(v)}  # {origin(key)}')
+
+    emit(cfg.dic, '', 0)
+    return '\n'.join(lines) + '\n'
