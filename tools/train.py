@@ -55,8 +55,7 @@ def main(argv=None):
                       keep_checkpoint_max=args.keep_checkpoint_max, num_workers=args.num_workers,
                       resume_model=args.resume_model, seed=args.seed, precision=args.precision,
                       amp_level=args.amp_level, device=args.device, eval_interval=args.eval_interval,
-                      use_ema=args.use_ema, ema_decay=args.ema_decay,
-                      skip_data_check=args.skip_data_check)
+                      skip_data_check=args.skip_data_check, use_ema=args.use_ema, ema_decay=args.ema_decay)
     trainer.train()  # logs its own summary (also into save_dir/train.log)
 
 

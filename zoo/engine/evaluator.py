@@ -17,6 +17,7 @@ import numpy as np
 import paddle
 import paddle.distributed as dist
 
+from ..utils.loader_guard import worker_init_fn
 from ..utils.logger import logger
 from .inference import inference
 from .metrics import SUMMARY, ConfusionMatrix, format_table, pct
@@ -28,14 +29,14 @@ def _samples(dataset, indices, num_workers):
     """Yield ``(img [1,3,H,W] tensor, label HxW numpy)``."""
     if num_workers <= 0:
         # Paddle 3.2.2's single-process DataLoader hangs when the dataset raises (see
-        # zoo.utils.cli); reading directly is equivalent for batch size 1 and fails cleanly.
+        # zoo.utils.loader_guard); reading directly is equivalent for batch size 1 and fails cleanly.
         for i in indices:
             img, label = dataset[i]
             yield paddle.to_tensor(np.asarray(img)[None]), np.asarray(label)
         return
     loader = paddle.io.DataLoader(
         dataset, batch_sampler=paddle.io.BatchSampler(sampler=_ListSampler(indices), batch_size=1),
-        num_workers=num_workers, return_list=True)
+        num_workers=num_workers, return_list=True, worker_init_fn=worker_init_fn)  # workers die with us
     for img, label in loader:
         yield img, label.numpy()[0]
 

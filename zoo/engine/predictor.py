@@ -124,11 +124,11 @@ def load_trained_model(cfg, model_path):
     The weights file is checked before the model is built, so a wrong path fails at once.
     """
     from ..builder import build_model
-    from ..utils.checkpoint import load_state_dict_checked, read_state_dict
+    from ..utils.checkpoint import is_url, load_state_dict_checked, read_state_dict
     from ..utils.errors import CheckpointError
     if model_path is None:
         raise CheckpointError('--model_path is required (the trained weights, e.g. output/best_model/model.pdparams)')
-    if not str(model_path).startswith(('http://', 'https://')) and not os.path.isfile(model_path):
+    if not is_url(model_path) and not os.path.isfile(model_path):
         raise CheckpointError(f'--model_path {model_path!r} does not exist (expected a model.pdparams file)')
     model = build_model(cfg)
     state_dict = read_state_dict(model_path)
