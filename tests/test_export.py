@@ -176,8 +176,8 @@ def test_deploy_yaml_class_names_and_palette_come_from_the_val_dataset(tmp_path)
 def test_export_is_quiet_unless_verbose(tmp_path):
     """Paddle's "PIR not support input out tensor" glog warning (a residual add under to_static)
     is dropped where it is produced; --verbose shows it."""
-    from zoo.export.quiet import filtered_stderr
-    code = ('import os, sys; sys.path.insert(0, sys.argv[1]); from zoo.export.quiet import filtered_stderr\n'
+    from zoo.utils.quiet import filtered_stderr
+    code = ('import os, sys; sys.path.insert(0, sys.argv[1]); from zoo.utils.quiet import filtered_stderr\n'
             'with filtered_stderr(verbose=sys.argv[2] == "1"):\n'
             '    os.write(2, b"W1129 eager_utils.cc:3441] Paddle static graph(PIR) not support input out tensor\\n")\n'
             '    os.write(2, b"a real problem\\n")\n')

@@ -7,7 +7,6 @@ One job per module:
 * ``tracing``     - export-time graph transformations (portable adaptive pooling);
 * ``onnx``        - paddle2onnx in a child process;
 * ``deploy_yaml`` - deploy.yaml: preprocessing, classes, palette, file digests;
-* ``quiet``       - known third-party noise filtered where it is produced;
 * ``exporter``    - ``export_model``: all of the above into one folder, atomically.
 """
 from .deploy_yaml import (DEPLOY_TRANSFORMS, PROGRAM_FILES, class_meta, deploy_transforms, file_sha256,  # noqa: F401

@@ -12,18 +12,17 @@ As PaddleSeg's export, but:
 """
 import contextlib
 import os
-import shutil
 import tempfile
 
 import paddle
 
 from ..builder import as_config
-from ..utils.checkpoint import atomic_replace_dir
+from ..utils.atomic import atomic_dir
 from ..utils.errors import ConfigError
 from ..utils.logger import logger
 from .deploy_yaml import class_meta, config_num_classes, deploy_transforms, find_program, write_deploy_yaml
 from .onnx import export_onnx, require_paddle2onnx
-from .quiet import filtered_stderr
+from ..utils.quiet import filtered_stderr
 from .tracing import paddle_inference_rewrites, portable_pooling
 from .wrapper import ExportWrapper, build_export_model, check_input_shape, output_dtype, prepare_export_model
 
@@ -115,11 +114,7 @@ def export_model(config, save_dir, model_path=None, input_shape=None, output_op=
     num_classes = config_num_classes(cfg)
     class_names, palette = class_meta(cfg, num_classes)
 
-    save_dir = os.path.abspath(save_dir)
-    parent = os.path.dirname(save_dir)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix='.' + os.path.basename(save_dir) + '.', suffix='.tmp', dir=parent)
-    try:
+    with atomic_dir(os.path.abspath(save_dir), 'export folder') as tmp:
         files = _export_files(wrapper, tmp, shape, fmt, verbose)
         deploy = {
             **files,
@@ -135,16 +130,6 @@ def export_model(config, save_dir, model_path=None, input_shape=None, output_op=
         if extra_step is not None:
             extra_step(tmp, deploy)
         write_deploy_yaml(tmp, deploy)
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; an export folder is shared like any other
-        atomic_replace_dir(tmp, save_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     logger.info(f'exported {cfg.path} -> {save_dir} ({", ".join(v for k, v in files.items())})')
     return deploy
 
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

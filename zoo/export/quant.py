@@ -19,7 +19,7 @@ import tempfile
 import numpy as np
 
 from ..utils.errors import ConfigError, DataError
-from .quiet import filtered_stderr
+from ..utils.quiet import filtered_stderr
 
 CALIBRATION_METHODS = ('minmax', 'percentile', 'entropy')
 
