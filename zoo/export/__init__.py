@@ -14,6 +14,6 @@ from .deploy_yaml import (DEPLOY_TRANSFORMS, PROGRAM_FILES, class_meta, deploy_t
 from .exporter import FORMATS, export_model, save_static  # noqa: F401
 from .fold_bn import fold_batch_norms  # noqa: F401
 from .onnx import ONNX_OPSET, export_onnx  # noqa: F401
-from .tracing import adaptive_avg_pool2d_by_matmul, adaptive_avg_pool2d_by_slices, portable_pooling  # noqa: F401
+from .tracing import adaptive_avg_pool2d_by_matmul, paddle_inference_rewrites, portable_pooling  # noqa: F401
 from .wrapper import (OUTPUT_OPS, ExportWrapper, build_export_model, check_input_shape, output_dtype,  # noqa: F401
                       prepare_export_model, without_pretrained)

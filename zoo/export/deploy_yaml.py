@@ -6,7 +6,6 @@ input shape, the class names and palette (the colors ``tools/predict.py`` uses) 
 SHA-256 of every file, so a deployment machine needs nothing else.
 """
 import glob
-import hashlib
 import inspect
 import os
 
@@ -14,6 +13,7 @@ import numpy as np
 import yaml
 
 from ..builder import dataset_num_classes
+from ..utils.download import file_sha256
 from ..utils.errors import ZooError
 from ..utils.registry import DATASETS, TRANSFORMS
 
@@ -106,14 +106,6 @@ def class_meta(cfg, num_classes):
 
 def config_num_classes(cfg):
     return cfg.get('model.num_classes') or dataset_num_classes(cfg)
-
-
-def file_sha256(path):
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def find_program(model_dir, prefix='model'):
