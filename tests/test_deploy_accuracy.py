@@ -17,7 +17,8 @@ import paddle.nn.functional as F
 import pytest
 
 import zoo
-from zoo.datasets.demo import DEMO_CLASSES, generate_demo_dataset
+from zoo.datasets.meta import DEMO_CLASSES
+from zoo.datasets.prepare.demo import generate_demo_dataset
 from zoo.engine.evaluator import evaluate
 from zoo.export import export_model
 from zoo.export.quant import calibration_inputs, quantize_onnx
