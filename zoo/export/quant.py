@@ -104,5 +104,8 @@ def quantize_onnx(src, dst, inputs, method='percentile', per_channel=True, keep_
         quantize_static(pre, dst, Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=calib, nodes_to_quantize=nodes,
-                        extra_options={'CalibTensorRangeSymmetric': False, **extra})
+                        # one calibration input's activations at a time: ONNX Runtime otherwise keeps
+                        # every intermediate tensor of every input (DeepLabV3 at 512x1024: >12 GB)
+                        extra_options={'CalibTensorRangeSymmetric': False, 'CalibMaxIntermediateOutputs': 1,
+                                       **extra})
     return len(nodes)
