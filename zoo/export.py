@@ -14,7 +14,6 @@
 
 ``--format onnx`` also converts the program with paddle2onnx (``pip install .[onnx]``).
 """
-import copy
 import glob
 import hashlib
 import inspect
@@ -29,6 +28,7 @@ import paddle.nn.functional as F
 import yaml
 
 from .builder import as_config, build_model, dataset_num_classes
+from .models.weights import without_pretrained  # noqa: F401  (zoo.benchmark imports it from here)
 from .utils.checkpoint import load_state_dict_checked, read_state_dict
 from .utils.errors import ConfigError, ZooError
 from .utils.logger import logger
@@ -197,25 +197,6 @@ def find_program(model_dir, prefix='model'):
             return os.path.basename(path)
     found = glob.glob(os.path.join(model_dir, prefix + '.*'))
     raise RuntimeError(f'paddle.jit.save wrote no program file in {model_dir} (found {found})')
-
-
-def without_pretrained(cfg):
-    """A copy of the config whose model (and nested backbone) loads no pretrained weights.
-
-    When the weights come from ``--model_path`` (or do not matter, as in a benchmark),
-    fetching ImageNet weights first would only cost a download.
-    """
-    def strip(node):
-        if isinstance(node, dict):
-            return {k: (None if k == 'pretrained' else strip(v)) for k, v in node.items()}
-        if isinstance(node, list):
-            return [strip(v) for v in node]
-        return node
-
-    out = copy.copy(cfg)
-    out.dic = dict(cfg.dic)
-    out.dic['model'] = strip(cfg.dic.get('model'))
-    return out
 
 
 def _fold(conv, bn):
