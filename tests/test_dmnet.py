@@ -17,10 +17,11 @@ import pytest
 import zoo
 from zoo.export import export_model, find_program, without_pretrained
 from zoo.models.backbones.resnet import ResNet
-from zoo.models.convert import check_mapping, convert
-from zoo.models.dmnet import (DMHead, DMNet, depthwise_conv_grouped_over_batch,
-                              depthwise_conv_grouped_over_channels, import_mmseg_dmnet, resize_align_corners,
-                              same_padding)
+from zoo.models.convert import convert
+from zoo.models.dmnet import DMNet
+from zoo.models.heads.dm_head import (DMHead, depthwise_conv_grouped_over_batch,
+                                      depthwise_conv_grouped_over_channels, same_padding)
+from zoo.models.layers import resize
 from zoo.utils.config import Config
 from zoo.utils.errors import ConfigError
 
@@ -57,11 +58,15 @@ def test_both_depthwise_forms_equal_direct_loops(k, n):
 
 
 def test_align_corners_resize_equals_bilinear_interpolate():
+    """layers.resize computes align_corners=True by two matmuls (what oneDNN gets right)."""
     x = paddle.randn([2, 3, 9, 13])
     for size in ([72, 104], [33, 37], [9, 13], [5, 4]):
         ref = paddle.nn.functional.interpolate(x, size=size, mode='bilinear', align_corners=True).numpy()
-        out = resize_align_corners(x, paddle.to_tensor(size)).numpy()
-        np.testing.assert_allclose(out, ref, atol=1e-5, err_msg=str(size))
+        for given in (size, paddle.to_tensor(size)):
+            out = resize(x, given, align_corners=True).numpy()
+            np.testing.assert_allclose(out, ref, atol=1e-5, err_msg=str(size))
+    ref = paddle.nn.functional.interpolate(x, scale_factor=2, mode='bilinear', align_corners=True).numpy()
+    np.testing.assert_allclose(resize(x, scale_factor=2, align_corners=True).numpy(), ref, atol=1e-5)
 
 
 def test_filters_are_per_sample():
@@ -104,8 +109,7 @@ def test_mmseg_names_and_shapes_fill_each_config_model(path):
     # zero-strided stand-ins: the recorded shapes without allocating the tensors
     shapes = mmseg_shapes(depth, config_num_classes(path))
     src = {k: np.broadcast_to(np.float32(0), shape) for k, shape in shapes.items()}
-    converted = import_mmseg_dmnet(src, model)
-    check_mapping(converted, model)  # every parameter/buffer filled, names and shapes exact
+    converted = convert(model, 'mmseg', src)  # every parameter/buffer filled, names and shapes exact
     assert len(converted) == len([k for k in src if not k.endswith('num_batches_tracked')])
 
 
@@ -172,7 +176,7 @@ def test_bad_arguments_fail_in_one_line():
         DMNet(3, backbone, backbone_indices=[2, 4])
     with pytest.raises(ConfigError, match='filter_sizes'):
         DMHead(8, 4, 3, filter_sizes=[])
-    with pytest.raises(ConfigError, match='DMNet.backbone'):
+    with pytest.raises(ConfigError, match='model.backbone'):
         DMNet(3, {'type': 'ResNetV1c'})
 
 

@@ -12,14 +12,19 @@ import paddle
 import pytest
 
 import zoo.models  # noqa: F401  (registers the heads)
-from zoo.models.convert import check_mapping, torch_to_paddle_names
+from zoo.models.convert import check_mapping, torch_key
 from zoo.models.heads.fcn_head import DepthwiseSeparableFCNHead, FCNHead
-from zoo.utils.errors import CheckpointError
+from zoo.utils.errors import CheckpointError, ConfigError
 from zoo.utils.registry import HEADS
 
 MANIFEST = os.path.join(os.path.dirname(__file__), 'manifests', 'fast_scnn_mmseg.json')
 with open(MANIFEST) as f:
     HEAD_CASES = json.load(f)['parity']['heads']
+
+
+def torch_to_paddle_names(sd):
+    """mmseg (PyTorch) names -> ours: BN statistics renamed, batch counters dropped."""
+    return {torch_key(k): v for k, v in sd.items() if torch_key(k) is not None}
 
 
 def synthetic_state_dict(keys, seed=0):
@@ -99,9 +104,9 @@ def test_depthwise_separable_head_layers():
 
 
 def test_bad_arguments_raise():
-    with pytest.raises(ValueError, match='in_channels == channels'):
+    with pytest.raises(ConfigError, match='in_channels == channels'):
         FCNHead(8, 4, 3, num_convs=0)
-    with pytest.raises(ValueError, match='dilation'):
+    with pytest.raises(ConfigError, match='dilation'):
         DepthwiseSeparableFCNHead(8, 4, 3, dilation=2)
 
 

@@ -16,6 +16,7 @@ import paddle
 import pytest
 
 import zoo  # noqa: F401  (registers everything)
+from test_export import assert_parity
 from zoo.builder import build_losses, build_model
 from zoo.datasets.base import Dataset
 from zoo.datasets.regseg_aug import ClassUniformDataset, RegSegRandAugment, auto_contrast, enhance, equalize
@@ -176,7 +177,9 @@ def test_config_trains_exports_and_matches(which, variant, tmp_path):
     pred.run()
     got = pred.get_output_handle(pred.get_output_names()[0]).copy_to_cpu()
     assert got.shape == ref.shape == (1, n, 64, 96)
-    np.testing.assert_allclose(got, ref, atol=2e-4, rtol=1e-4)
+    # the project's export tolerance (1e-4 of the logit range): three SGD steps at lr 0.02 grow the
+    # logits to a few hundred, where elementwise atol/rtol mistook float32 rounding for a mismatch
+    assert_parity(ref, got, f'RegSeg {variant} {which}')
 
 
 def test_recipe_values():

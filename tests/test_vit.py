@@ -8,8 +8,9 @@ import numpy as np
 import paddle
 import pytest
 
-from zoo.models.backbones.vit import (PRETRAINED_URLS, VisionTransformer, is_linear_weight, resize_pos_embed_numpy,
-                                      timm_vit_key, timm_vit_to_ours)
+from zoo.models.backbones.vit import VisionTransformer, is_linear_weight, resize_pos_embed_numpy, timm_vit_key
+from zoo.models.convert import detect_source, rename
+from zoo.models.weights import lookup_weights
 from zoo.utils.errors import ConfigError
 from zoo.utils.registry import BACKBONES
 
@@ -69,7 +70,9 @@ def test_timm_vit_large_384_names_map_onto_ours(manifest, vit_large_shapes):
     assert mapped.pop('ln1.weight') == [1024] and mapped.pop('ln1.bias') == [1024]
     expect = {k: v for k, v in ours.items() if k != 'pos_embed' and not k.startswith('norm_layers.')}
     assert mapped == expect
-    assert PRETRAINED_URLS['jx_vit_large_p16_384'].endswith('jx_vit_large_p16_384-b3be5167.pth')
+    row = lookup_weights('jx_vit_large_p16_384')
+    assert row.url.endswith('jx_vit_large_p16_384-b3be5167.pth') and row.source == 'timm'
+    assert row.sha256 == 'b3be5167'  # the file name's SHA-256 prefix (timm / torch.hub convention)
 
 
 def test_parity_with_sssegmentation_recorded(manifest):
@@ -128,9 +131,17 @@ def test_timm_checkpoint_import_and_pos_embed_resize(tmp_path):
     x = paddle.randn([1, 3, 64, 64])
     for a, b in zip(src(x), dst(x)):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
+    assert detect_source(dst, timm) == 'timm'
+    # our own Paddle file (square out_proj weights!) is recognised as ours and not transposed
+    ours = str(tmp_path / 'ours.pdparams')
+    paddle.save(src.state_dict(), ours)
+    assert detect_source(dst, {k: v.numpy() for k, v in src.state_dict().items()}) == 'ours'
+    again = narrow(final_norm=True, pretrained=ours)
+    np.testing.assert_array_equal(again.layers[0].attn.attn.out_proj.weight.numpy(),
+                                  src.layers[0].attn.attn.out_proj.weight.numpy())
     # a checkpoint for another grid (2 x 2) is resized bilinearly to ours (4 x 4)
     small = {**timm, 'pos_embed': timm['pos_embed'][:, :5]}
-    conv = timm_vit_to_ours(small, pos_hw=(4, 4))
+    conv = rename(dst, 'timm', small)
     assert conv['pos_embed'].shape == (1, 17, 32)
     np.testing.assert_array_equal(conv['pos_embed'][:, 0], small['pos_embed'][:, 0])     # class token kept
     grid = small['pos_embed'][0, 1:].reshape(2, 2, 32)

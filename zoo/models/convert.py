@@ -118,8 +118,11 @@ def detect_source(model, state_dict):
 # -- the proof -----------------------------------------------------------------------
 
 class Converted(dict):
-    """A state dict in our names; ``dropped`` lists the source keys left out on purpose."""
+    """A state dict in our names; ``dropped``: the source keys left out on purpose; after a
+    non-strict :func:`load_weights`, ``missing`` / ``unexpected``: what did not fit."""
     dropped = ()
+    missing = ()
+    unexpected = ()
 
 
 def check_mapping(converted, model, strict=True, what='checkpoint'):
@@ -211,7 +214,7 @@ def read_weights(model, spec, what='pretrained', source=None):
 
 def load_weights(model, spec, strict=True, what='pretrained', keep_mismatched=()):
     """Load ``spec`` (a weights-table name, a URL or a path) into ``model``; returns the
-    converted state dict (its ``dropped`` lists the source keys left out on purpose).
+    converted state dict (a :class:`Converted`).
 
     The weights table gives the file's source (and checksum); otherwise the source is detected
     from the key names. Not ``strict`` (ImageNet backbones): keys that do not fit are logged
@@ -228,6 +231,8 @@ def load_weights(model, spec, strict=True, what='pretrained', keep_mismatched=()
     if kept:
         logger.info(f'{where}: {", ".join(kept)} has another shape here, kept freshly initialised')
     check_mapping({**converted, **{k: own[k].numpy() for k in kept}}, model, strict, where)
+    converted.missing = [k for k in own if k not in converted]
+    converted.unexpected = [k for k in converted if k not in own]
     model.set_state_dict({k: v for k, v in converted.items() if k in own and k not in kept})
     logger.info(f'loaded {what} weights {spec} ({source}, {len(converted) - len(kept)} tensors)')
     return converted
