@@ -12,6 +12,7 @@ import paddle
 import pytest
 
 import zoo.models  # noqa: F401  (registers the heads)
+from _parity import assert_outputs, load_reference_weights, stored, to_tensor
 from zoo.models.convert import check_mapping, torch_key
 from zoo.models.heads.fcn_head import DepthwiseSeparableFCNHead, FCNHead
 from zoo.utils.errors import CheckpointError, ConfigError
@@ -50,6 +51,17 @@ def test_head_matches_mmseg_module_tree(name):
 def test_head_output_matched_mmseg(name):
     case = HEAD_CASES[name]
     assert case['max_abs_diff'] <= 1e-4 * max(1.0, case['ref_abs_max'])
+
+
+@pytest.mark.parametrize('name', sorted(HEAD_CASES))
+def test_head_reproduces_mmseg_stored_output(name):
+    """Our head with mmseg's seeded weights on the stored input gives mmseg's output (float64)."""
+    inputs, outputs, meta = stored('fast_scnn_mmseg')
+    case = meta['heads'][name]
+    head = load_reference_weights(HEADS[case['type']](**case['kwargs']), meta, None, key=f'head/{name}')
+    with paddle.no_grad():
+        ours = head([to_tensor(inputs[f'head/{name}'])])
+    assert_outputs({name: outputs[f'head/{name}']}, {name: ours})
 
 
 def test_a_wrong_tree_is_rejected():
