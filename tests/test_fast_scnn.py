@@ -13,7 +13,7 @@ import paddle
 import pytest
 
 import zoo.models  # noqa: F401  (registers everything)
-from _parity import assert_outputs, load_reference_weights, stored, to_tensor
+from _parity import assert_outputs, float64_model, load_reference_weights, stored, to_tensor
 from zoo.builder import build_model
 from zoo.models.convert import convert, get_importer
 from zoo.models.fast_scnn import FastSCNN
@@ -98,7 +98,7 @@ def test_our_model_reproduces_mmseg_stored_outputs():
     """Ours, with mmseg's seeded weights through the importer, on the stored input: the decode
     head's and both auxiliary heads' logits equal mmseg's (float64, 1e-9 of their magnitude)."""
     inputs, outputs, meta = stored('fast_scnn_mmseg')
-    model = load_reference_weights(FastSCNN(num_classes=meta['num_classes']), meta, 'mmseg')
+    model = load_reference_weights(float64_model(FastSCNN, num_classes=meta['num_classes']), meta, 'mmseg')
     x = to_tensor(inputs['image'])
     with paddle.no_grad():
         feats = model.backbone(x)

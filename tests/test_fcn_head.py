@@ -12,7 +12,7 @@ import paddle
 import pytest
 
 import zoo.models  # noqa: F401  (registers the heads)
-from _parity import assert_outputs, load_reference_weights, stored, to_tensor
+from _parity import assert_outputs, float64_model, load_reference_weights, stored, to_tensor
 from zoo.models.convert import check_mapping, torch_key
 from zoo.models.heads.fcn_head import DepthwiseSeparableFCNHead, FCNHead
 from zoo.utils.errors import CheckpointError, ConfigError
@@ -58,7 +58,8 @@ def test_head_reproduces_mmseg_stored_output(name):
     """Our head with mmseg's seeded weights on the stored input gives mmseg's output (float64)."""
     inputs, outputs, meta = stored('fast_scnn_mmseg')
     case = meta['heads'][name]
-    head = load_reference_weights(HEADS[case['type']](**case['kwargs']), meta, None, key=f'head/{name}')
+    head = load_reference_weights(float64_model(HEADS[case['type']], **case['kwargs']), meta, None,
+                                  key=f'head/{name}')
     with paddle.no_grad():
         ours = head([to_tensor(inputs[f'head/{name}'])])
     assert_outputs({name: outputs[f'head/{name}']}, {name: ours})

@@ -16,7 +16,7 @@ import paddle
 import pytest
 
 import zoo  # noqa: F401  (registers everything)
-from _parity import assert_outputs, load_reference_weights, stored, to_tensor
+from _parity import assert_outputs, float64_model, load_reference_weights, stored, to_tensor
 from test_export import assert_parity
 from zoo.builder import build_losses, build_model
 from zoo.datasets.base import Dataset
@@ -87,7 +87,7 @@ def test_our_model_reproduces_official_stored_outputs(name):
     """Ours, with the official model's seeded weights through the importer, on the stored
     input: the official logits (float64, 1e-9 of their magnitude)."""
     inputs, outputs, meta = stored('regseg_official')
-    model = load_reference_weights(RegSeg(meta['num_classes'], name), meta, 'regseg', key=name)
+    model = load_reference_weights(float64_model(RegSeg, meta['num_classes'], name), meta, 'regseg', key=name)
     with paddle.no_grad():
         assert_outputs({name: outputs[name]}, {name: model(to_tensor(inputs['image']))[0]})
 
