@@ -68,6 +68,15 @@ def fill_torch_model(model, seed=0):
     return {'shapes': shapes, 'seed': seed, 'fingerprint': fingerprint(sd)}
 
 
+def fill_paddle_model(model, seed=0):
+    """As :func:`fill_torch_model` for a Paddle reference (PaddleSeg); build it with
+    ``paddle.set_default_dtype('float64')`` first."""
+    shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
+    sd = seeded_state_dict(shapes, seed)
+    model.set_state_dict(sd)
+    return {'shapes': shapes, 'seed': seed, 'fingerprint': fingerprint(sd)}
+
+
 def seeded_input(shape, seed=0):
     """An image-like float64 input: multiples of 1/64 in [-2, 2) (as a normalised 8-bit image)."""
     return np.random.RandomState(seed).randint(-2 * INPUT_STEP, 2 * INPUT_STEP, shape) / INPUT_STEP
