@@ -38,13 +38,20 @@ def float64_model(build, *args, **kwargs):
         paddle.set_default_dtype(default)
 
 
-def load_reference_weights(model, meta, source, key='model'):
-    """``model`` (float64, see :func:`float64_model`) with the seeded weights of the reference's tensors
-    ``meta['weights'][key]`` (names and shapes), imported with our ``source`` importer (None: a
-    part without one, e.g. a head, whose names are the reference's up to BN statistics); eval mode."""
+def reference_weights(meta, key='model'):
+    """The seeded weights of ``meta['weights'][key]``, checked against the reference run's."""
     entry = meta['weights'][key]
     sd = seeded_state_dict(entry['shapes'], entry.get('seed', 0))
     assert fingerprint(sd) == entry['fingerprint'], f'{key}: seeded weights differ from the reference run\'s'
+    return sd
+
+
+def load_reference_weights(model, meta, source, key='model', state_dict=None):
+    """``model`` (float64, see :func:`float64_model`) with the seeded weights of the reference's tensors
+    ``meta['weights'][key]`` (names and shapes), imported with our ``source`` importer (None: a
+    part without one, e.g. a head, whose names are the reference's up to BN statistics); eval mode.
+    ``state_dict``: those weights already generated (:func:`reference_weights`)."""
+    sd = reference_weights(meta, key) if state_dict is None else state_dict
     if source is None:
         sd = {torch_key(k): v for k, v in sd.items() if torch_key(k) is not None}
         check_mapping(sd, model)

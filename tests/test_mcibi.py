@@ -15,10 +15,12 @@ import paddle.nn.functional as F
 import pytest
 
 import zoo
+from _parity import assert_outputs, float64_model, load_reference_weights, reference_weights, stored, to_tensor
 from zoo.engine.trainer import Trainer
 from zoo.models.backbones.resnet import ResNet, ResNetV1c
 from zoo.models.convert import convert
 from zoo.losses.mcibi_memory_loss import MCIBIMemoryLoss
+from zoo.models.layers import input_hw, resize
 from zoo.models.mcibi import MCIBI
 from zoo.models.mcibi_memory import FeaturesMemory
 from zoo.utils.config import Config
@@ -107,6 +109,44 @@ def test_reference_parity_recorded_in_manifest():
         if 'head_on_reference_features_max_abs_diff' in r:
             assert r['head_on_reference_features_max_abs_diff'] <= 1e-3 * r['logit_absmax'], r
     assert facts['update_parity']['max_abs_diff'] <= 1e-5
+
+
+def test_our_model_reproduces_sssegmentation_stored_outputs():
+    """Ours (R-50-D8, with ReLU and with LIP's LeakyReLU), with sssegmentation's seeded weights
+    and memory through the importer, on the stored inputs: its stage-1 and stage-2 logits
+    (float64, 1e-9 of their magnitude)."""
+    inputs, outputs, meta = stored('mcibi_sssegmentation')
+    backbone = {'depth': 50, 'strides': (1, 2, 1, 1), 'dilations': (1, 1, 2, 4), 'contract_dilation': True}
+    sd = reference_weights(meta, 'relu')   # both variants have the same tensors: generated once
+    assert meta['weights']['leakyrelu']['fingerprint'] == meta['weights']['relu']['fingerprint']
+    for act in ('relu', 'leakyrelu'):
+        model = float64_model(lambda: MCIBI(num_classes=meta['num_classes'], backbone=ResNetV1c(**backbone),
+                                            act='relu' if act == 'relu' else 'leakyrelu:0.01'))
+        model = load_reference_weights(model, meta, 'sssegmentation', key=act, state_dict=sd)
+        x = to_tensor(inputs[act])
+        with paddle.no_grad():
+            stage2, stage1 = model.decode(model.extract_feat(x))
+            ours = {f'{act}/stage2': resize(stage2, input_hw(x)), f'{act}/stage1': resize(stage1, input_hw(x))}
+            assert_outputs({k: v for k, v in outputs.items() if k.startswith(act + '/')}, ours)
+            np.testing.assert_array_equal(model(x)[0].numpy(), ours[f'{act}/stage2'].numpy())
+
+
+def test_memory_update_reproduces_sssegmentation_stored_update():
+    """One memory update (cosine-weighted, lr-scaled momentum, a class seen for the first time,
+    ignored pixels) from the stored features and labels: sssegmentation's new memory. Our update
+    runs in float32 (the memory is a float32 buffer): 1e-6 of the memory's magnitude."""
+    from seeded import seeded_array
+    inputs, outputs, meta = stored('mcibi_sssegmentation')
+    u = meta['update']
+    memory = seeded_array('update/memory', (u['classes'], 1, u['channels']))
+    memory[u['first_seen']] = 0
+    labels = np.random.RandomState(5).randint(0, u['classes'], u['labels'])   # as the reference script
+    labels[0, :4] = 255                                                      # its -100
+    mem = FeaturesMemory(u['classes'], u['channels'], 8, u['channels'])
+    mem.memory.set_value(memory.astype('float32'))
+    mem.update(paddle.to_tensor(inputs['update/features'].astype('float32')), paddle.to_tensor(labels),
+               u['base_momentum'] / u['base_lr'] * u['lr'], 255)
+    assert_outputs({'update/memory': outputs['update/memory']}, {'update/memory': mem.memory}, tolerance=1e-6)
 
 
 def test_memory_is_a_persistable_buffer_not_a_parameter():

@@ -8,9 +8,9 @@ imports them with our importer, runs our model on the stored input and compares 
 :func:`check_outputs`. The values depend only on (seed, tensor name, shape): numpy's legacy
 ``RandomState``, whose streams numpy keeps stable across versions.
 
-Weights are He-scaled (conv/linear std sqrt(2 / fan_in)), norm scales U(0.8, 1.2), shifts and
-running means N(0, 0.1), running variances U(0.8, 1.2), so activations stay finite without a
-BN calibration pass; outputs may grow through deep residual stacks, which float64 absorbs.
+Weights are He-scaled (conv/linear std sqrt(2 / fan_in)), norm scales and running variances
+in (0.8, 1.2), shifts and running means in (-0.1, 0.1), so activations stay finite without a BN
+calibration pass; outputs may grow through deep residual stacks, which float64 absorbs.
 
 Large outputs are stored at ``samples`` random positions plus their per-channel sums (every
 element counts in those); small ones in full. Only numpy here: the file is imported by the
@@ -31,20 +31,21 @@ def _rng(name, seed):
 
 def seeded_array(name, shape, seed=0):
     """float64 values for one tensor (reference naming: torch BN ``running_mean``/``running_var``
-    or Paddle's ``_mean``/``_variance`` give the same values)."""
+    or Paddle's ``_mean``/``_variance`` give the same values). Drawn as int8 codes (15x faster
+    than normal variates: an R-50 in a second), spread uniformly over (-1, 1) then scaled."""
     shape = tuple(int(s) for s in shape)
     key = name.replace('._mean', '.running_mean').replace('._variance', '.running_var')
-    rng = _rng(key, seed)
     if key.endswith('num_batches_tracked'):
         return np.zeros(shape, 'int64')
+    u = (_rng(key, seed).randint(-128, 128, shape, dtype=np.int8).astype('float64') + 0.5) / 128  # std ~ 1/sqrt(3)
     if key.endswith('running_var'):
-        return rng.uniform(0.8, 1.2, shape)
+        return 1.0 + 0.2 * u
     if key.endswith('running_mean'):
-        return 0.1 * rng.standard_normal(shape)
+        return 0.1 * u
     if len(shape) <= 1:
-        return rng.uniform(0.8, 1.2, shape) if key.endswith('weight') else 0.1 * rng.standard_normal(shape)
+        return 1.0 + 0.2 * u if key.endswith('weight') else 0.1 * u
     fan_in = int(np.prod(shape[1:]))  # torch layout [out, in, ...]
-    return rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)
+    return u * np.sqrt(6.0 / fan_in)  # He: std sqrt(2 / fan_in)
 
 
 def seeded_state_dict(shapes, seed=0):
