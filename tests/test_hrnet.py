@@ -9,6 +9,7 @@ import paddle
 import pytest
 
 import zoo
+from _parity import assert_outputs, float64_model, load_reference_weights, reference_weights, stored, to_tensor
 from zoo.export import without_pretrained
 from zoo.models.backbones.hrnet import HRNet, torch_imagenet_key
 from zoo.models.convert import load_weights
@@ -53,6 +54,24 @@ def test_parity_with_sssegmentation_recorded(manifest):
     q = p['hrnetv2_w48_mcibi_version_downsample2']
     assert q['input'] == [1, 3, 512, 1024] and q['outputs'] == [[1, 720, 64, 128]]
     assert max(q['max_abs_diff']) <= 1e-4
+
+
+def test_our_backbone_reproduces_sssegmentation_stored_outputs():
+    """Ours (HRNetV2-W48; and with ``mcibi_version`` + MCIBI's downsample conv), with
+    sssegmentation's seeded weights through the importer, on the stored inputs: its outputs
+    (float64, 1e-9 of their magnitude)."""
+    inputs, outputs, meta = stored('mcibi_backbones_sssegmentation')
+    model = load_reference_weights(float64_model(HRNet, arch='hrnetv2_w48'), meta, 'mmseg', key='hrnetv2_w48')
+    with paddle.no_grad():
+        ours = {'hrnetv2_w48/0': model(to_tensor(inputs['hrnetv2_w48']))[0]}
+    key = 'hrnetv2_w48_mcibi_version_downsample2'
+    # the reference wraps the backbone as ``backbone.*`` next to the segmentor's ``downsample_backbone.*``
+    sd = {(k[len('backbone.'):] if k.startswith('backbone.') else k): v for k, v in reference_weights(meta, key).items()}
+    model = float64_model(HRNet, arch='hrnetv2_w48', mcibi_version=True, downsample_stride=2)
+    model = load_reference_weights(model, meta, 'mmseg', key=key, state_dict=sd)
+    with paddle.no_grad():
+        ours[f'{key}/0'] = model(to_tensor(inputs[key]))[0]
+    assert_outputs({k: v for k, v in outputs.items() if k.startswith('hrnetv2_w48')}, ours)
 
 
 def tiny(**kw):

@@ -9,6 +9,7 @@ import paddle
 import pytest
 
 import zoo
+from _parity import assert_outputs, float64_model, load_reference_weights, stored, to_tensor
 from zoo.export import without_pretrained
 from zoo.models.backbones.resnest import ResNeSt, ResNeStBottleneck, SplitAttentionConv2D
 from zoo.models.backbones.resnet import ResNet, torch_imagenet_key
@@ -73,6 +74,18 @@ def test_parity_with_sssegmentation_recorded(manifest):
     # in float64 the two agree to rounding, so the mapping itself is exact
     assert all(d <= 1e-4 * r for d, r in zip(p['max_abs_diff'], p['max_abs_ref']))
     assert max(p['float64_1x3x96x96_max_abs_diff']) <= 1e-6
+
+
+def test_our_backbone_reproduces_sssegmentation_stored_outputs():
+    """Ours (ResNeSt-101, output stride 8), with sssegmentation's seeded weights through ResNet's
+    importer, on the stored input: its four stage outputs (float64, 1e-9 of their magnitude)."""
+    inputs, outputs, meta = stored('mcibi_backbones_sssegmentation')
+    model = load_reference_weights(float64_model(ResNeSt, depth=101, output_stride=8), meta, 'mmseg',
+                                   key='resnest101')
+    with paddle.no_grad():
+        feats = model(to_tensor(inputs['resnest101']))
+    assert_outputs({k: v for k, v in outputs.items() if k.startswith('resnest101/')},
+                   {f'resnest101/{i}': f for i, f in enumerate(feats)})
 
 
 def test_os8_layout_contract_dilation_and_avg_after_conv():

@@ -8,6 +8,7 @@ import numpy as np
 import paddle
 import pytest
 
+from _parity import assert_outputs, float64_model, load_reference_weights, reference_weights, stored, to_tensor
 from zoo.models.backbones.vit import VisionTransformer, is_linear_weight, resize_pos_embed_numpy, timm_vit_key
 from zoo.models.convert import detect_source, rename
 from zoo.models.weights import lookup_weights
@@ -81,6 +82,32 @@ def test_parity_with_sssegmentation_recorded(manifest):
     assert p['1x3x500x520']['outputs'] == [[1, 1024, 32, 33]] * 4
     assert max(p['1x3x512x512']['max_abs_diff']) <= 1e-4
     assert max(p['1x3x500x520']['max_abs_diff']) <= 1e-4
+
+
+def test_our_backbone_reproduces_sssegmentation_stored_outputs():
+    """Ours (a narrow ViT: ViT-L's code, width 64, 6 layers, with MCIBI's per-output LayerNorms),
+    with sssegmentation's seeded weights through the timm importer (its names, torch [out, in]
+    linear weights), on the stored inputs: at ``img_size`` and at an odd size (adaptive padding,
+    position embeddings resized) its outputs, in float64 to 1e-8 / 5e-8 of their magnitude, not
+    1e-9: Paddle keeps a LayerNorm's epsilon in float32 (1e-6 -> 9.99999997e-7, measured 6e-10
+    relative on inputs of variance 1e-6) and a bilinear resize's scale ratio too (the odd-size
+    position embeddings); a float32 computation anywhere would show at ~1e-6."""
+    inputs, outputs, meta = stored('mcibi_backbones_sssegmentation')
+    v = meta['vit']
+    sd = {(k[len('backbone.'):] if k.startswith('backbone.') else k): w
+          for k, w in reference_weights(meta, 'vit').items()}
+    model = float64_model(VisionTransformer, img_size=v['img_size'], patch_size=v['patch_size'],
+                          embed_dims=v['embed_dims'], num_layers=v['num_layers'], num_heads=v['num_heads'],
+                          mlp_ratio=v['mlp_ratio'], out_indices=v['out_indices'], out_norm=True)
+    model = load_reference_weights(model, meta, 'timm', key='vit', state_dict=sd)
+    ours = {}
+    with paddle.no_grad():
+        for key in ('vit', 'vit_odd_size'):
+            for i, f in enumerate(model(to_tensor(inputs[key]))):
+                ours[f'{key}/{i}'] = f
+    for key, tolerance in (('vit/', 1e-8), ('vit_odd_size/', 5e-8)):
+        assert_outputs({k: w for k, w in outputs.items() if k.startswith(key)},
+                       {k: w for k, w in ours.items() if k.startswith(key)}, tolerance)
 
 
 def test_forward_backward_odd_size_and_padding():
