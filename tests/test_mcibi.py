@@ -20,6 +20,7 @@ from zoo.engine.trainer import Trainer
 from zoo.models.backbones.resnet import ResNet, ResNetV1c
 from zoo.models.convert import convert
 from zoo.losses.mcibi_memory_loss import MCIBIMemoryLoss
+from zoo.models.backbones.vit import VisionTransformer
 from zoo.models.layers import input_hw, resize
 from zoo.models.mcibi import MCIBI
 from zoo.models.mcibi_memory import FeaturesMemory
@@ -557,3 +558,31 @@ def test_vit_reference_parity_recorded_in_manifest():
     assert max(p['aux_on_reference_features_max_abs_diff']) <= 1e-3 * max(p['aux_absmax'])
     if 'float64_max_abs_diff' in p:
         assert p['float64_max_abs_diff'] <= 1e-4
+
+
+def test_vit_model_reproduces_sssegmentation_stored_outputs():
+    """The ViT-L ADE20K model narrowed (ViT width 64, 6 layers; head 32 wide; the config's
+    structure: LayerNorms per output, ASPP 1/6/12/18, three two-conv auxiliary decoders with x4
+    upsampling), with sssegmentation's seeded weights and memory through the importer, on the
+    stored input: its stage-2 / stage-1 logits and the auxiliary decoders' outputs, in float64
+    to 1e-8 (Paddle keeps LayerNorm epsilons in float32, see tests/test_vit.py)."""
+    inputs, outputs, meta = stored('mcibi_vit_sssegmentation')
+    n = meta['narrow']
+
+    def build():
+        bb = VisionTransformer(img_size=n['img_size'], embed_dims=n['embed_dims'], num_layers=n['num_layers'],
+                               num_heads=n['num_heads'], out_indices=n['out_indices'], out_norm=True)
+        return MCIBI(num_classes=meta['num_classes'], backbone=bb, in_channels=n['embed_dims'],
+                     feats_channels=n['feats_channels'], transform_channels=n['transform_channels'],
+                     out_channels=n['out_channels'], aspp_dilations=(1, 6, 12, 18),
+                     aux_in_channels=[n['embed_dims']] * 3, aux_channels=n['aux_channels'], aux_num_convs=2,
+                     aux_upsample=4, use_memory_loss=True)
+
+    model = load_reference_weights(float64_model(build), meta, 'sssegmentation')
+    x = to_tensor(inputs['image'])
+    with paddle.no_grad():
+        feats = model.extract_feat(x)
+        stage2, stage1 = model.decode(feats)
+        ours = {'stage2': resize(stage2, input_hw(x)), 'stage1': resize(stage1, input_hw(x))}
+        ours.update({f'aux{i + 1}': head(feats) for i, head in enumerate(model.auxiliary_heads())})
+        assert_outputs(outputs, ours, tolerance=1e-8)
