@@ -185,18 +185,12 @@ def test_pth_without_torch_gives_install_hint(tmp_path, capsys):
     assert 'install torch' in err and '[convert]' in err
 
 
-def test_weights_table_listing(capsys):
-    """``--list`` prints the weights table that docs/weights.md carries (kept equal here)."""
+def test_list_prints_the_weights_table(capsys):
+    """``--list`` prints the weights table (docs/weights.md carries it: tests/test_weights.py)."""
     from zoo.models.weights import weights_markdown, weights_table
     convert_weights.main(['--list'])
     out = capsys.readouterr().out
-    assert out == weights_markdown()
-    rows = weights_table()
-    assert len(out.strip().splitlines()) == len(rows) + 2
-    with open(os.path.join(ROOT, 'docs', 'weights.md')) as f:
-        assert out in f.read(), 'docs/weights.md: paste the output of tools/convert_weights.py --list'
-    for row in rows:
-        assert row.config is None or os.path.isfile(os.path.join(ROOT, row.config)), row.name
+    assert out == weights_markdown() and len(out.strip().splitlines()) == len(weights_table()) + 2
 
 
 def test_table_name_as_input_knows_its_source(tmp_path, monkeypatch):

@@ -81,11 +81,11 @@ def weights_table(model=None):
 
 def weights_markdown():
     """The table as Markdown (``tools/convert_weights.py --list``; ``docs/weights.md``)."""
-    lines = ['| name | loads into | source | reported | sha256 | config |',
+    lines = ['| name | loads into | source | reported | sha256 | config (or recipe) |',
              '| --- | --- | --- | --- | --- | --- |']
     for row in weights_table():
         reported = f'{row.metric} {row.miou:.2f}' if row.miou is not None else (row.metric or '')
-        config = f'`{row.config}`' if row.config else ''
+        config = f'`{row.config}`' if row.config else row.recipe
         sha = f'`{row.sha256}`' if row.sha256 else ''
         lines.append(f'| [{row.name}]({row.url}) | `{row.model}` | {row.source} | {reported} | {sha} | {config} |')
     return '\n'.join(lines) + '\n'
