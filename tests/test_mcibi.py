@@ -114,8 +114,9 @@ def test_reference_parity_recorded_in_manifest():
 
 def test_our_model_reproduces_sssegmentation_stored_outputs():
     """Ours (R-50-D8, with ReLU and with LIP's LeakyReLU), with sssegmentation's seeded weights
-    and memory through the importer, on the stored inputs: its stage-1 and stage-2 logits
-    (float64, 1e-9 of their magnitude)."""
+    and memory through the importer, on the stored inputs: its stage-1 and stage-2 logits in
+    float64, to 1e-9 of their magnitude with ReLU and 1e-8 with LeakyReLU: Paddle keeps the slope
+    in float32 (0.01 -> 0.0099999998, 2e-8 relative on the negative side; measured 7e-10 here)."""
     inputs, outputs, meta = stored('mcibi_sssegmentation')
     backbone = {'depth': 50, 'strides': (1, 2, 1, 1), 'dilations': (1, 1, 2, 4), 'contract_dilation': True}
     sd = reference_weights(meta, 'relu')   # both variants have the same tensors: generated once
@@ -128,7 +129,8 @@ def test_our_model_reproduces_sssegmentation_stored_outputs():
         with paddle.no_grad():
             stage2, stage1 = model.decode(model.extract_feat(x))
             ours = {f'{act}/stage2': resize(stage2, input_hw(x)), f'{act}/stage1': resize(stage1, input_hw(x))}
-            assert_outputs({k: v for k, v in outputs.items() if k.startswith(act + '/')}, ours)
+            assert_outputs({k: v for k, v in outputs.items() if k.startswith(act + '/')}, ours,
+                           tolerance=1e-9 if act == 'relu' else 1e-8)
             np.testing.assert_array_equal(model(x)[0].numpy(), ours[f'{act}/stage2'].numpy())
 
 
