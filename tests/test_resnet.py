@@ -87,6 +87,19 @@ def test_bad_options_raise_config_error():
         ResNet(depth=18, output_stride=8, multi_grid=[1, 2, 4])  # ResNet-18 stage 4 has 2 blocks
 
 
+def test_basic_block_dilation_paddleseg_vs_mmseg():
+    """In a dilated stage PaddleSeg's ResNet_vd BasicBlock dilates both 3x3 convs, mmseg's
+    (ResNetV1c / V1d) the first only (found by adding mmseg's FCN R-18-D8, whose outputs then
+    matched mmseg's to 2e-12 in float64)."""
+    with paddle.LazyGuard():
+        vd = ResNet18_vd(output_stride=8)
+        v1c = ResNetV1c(depth=18, strides=(1, 2, 1, 1), dilations=(1, 1, 2, 4), contract_dilation=True)
+        v1c50 = ResNetV1c(depth=50, strides=(1, 2, 1, 1), dilations=(1, 1, 2, 4), contract_dilation=True)
+    assert [b.conv2._dilation[0] for b in vd.layer4] == [4, 4]
+    assert [(b.conv1._dilation[0], b.conv2._dilation[0]) for b in v1c.layer4] == [(2, 1), (4, 1)]
+    assert [b.conv2._dilation[0] for b in v1c50.layer4] == [2, 4, 4]   # Bottleneck: the 3x3 is conv2
+
+
 def test_paddleseg_key_rename():
     assert paddleseg_resnet_vd_key('conv1_1._conv.weight') == 'stem.0.weight'
     assert paddleseg_resnet_vd_key('conv1_3._batch_norm._variance') == 'stem.7._variance'

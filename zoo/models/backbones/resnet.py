@@ -55,14 +55,16 @@ def _conv3x3(cin, cout, stride=1, dilation=1):
 
 
 class BasicBlock(nn.Layer):
-    """Two 3x3 convs (ResNet-18/34). Both convs are dilated, as PaddleSeg's ResNet_vd."""
+    """Two 3x3 convs (ResNet-18/34). In a dilated stage PaddleSeg's ResNet_vd dilates both,
+    mmseg's ResNet only the first (``dilate_conv2=False``, what ``ResNetV1c`` / ``ResNetV1d`` build)."""
     expansion = 1
 
-    def __init__(self, inplanes, planes, stride=1, dilation=1, downsample=None, bn_momentum=BN_MOMENTUM):
+    def __init__(self, inplanes, planes, stride=1, dilation=1, downsample=None, bn_momentum=BN_MOMENTUM,
+                 dilate_conv2=True):
         super().__init__()
         self.conv1 = _conv3x3(inplanes, planes, stride, dilation)
         self.bn1 = batch_norm(planes, bn_momentum)
-        self.conv2 = _conv3x3(planes, planes, 1, dilation)
+        self.conv2 = _conv3x3(planes, planes, 1, dilation if dilate_conv2 else 1)
         self.bn2 = batch_norm(planes, bn_momentum)
         self.relu = nn.ReLU()
         self.downsample = downsample
@@ -242,6 +244,11 @@ ResNet101_vd = _vd(101)
 ResNet152_vd = _vd(152)
 
 
+def _mmseg_block_args(depth):
+    """mmseg's BasicBlock dilates its first conv only (ResNet-18/34 in a dilated stage)."""
+    return {'dilate_conv2': False} if ARCH_SETTINGS.get(depth, ('',))[0] == 'basic' else {}
+
+
 @BACKBONES.register()
 def ResNetV1c(depth=50, strides=(1, 2, 2, 2), dilations=(1, 1, 1, 1), output_stride=None,
               contract_dilation=False, multi_grid=None, in_channels=3, out_indices=(0, 1, 2, 3),
@@ -251,7 +258,7 @@ def ResNetV1c(depth=50, strides=(1, 2, 2, 2), dilations=(1, 1, 1, 1), output_str
     return ResNet(depth=depth, in_channels=in_channels, deep_stem=True, avg_down=False, strides=strides,
                   dilations=dilations, output_stride=output_stride, contract_dilation=contract_dilation,
                   multi_grid=multi_grid, out_indices=out_indices, bn_momentum=bn_momentum,
-                  pretrained=pretrained)
+                  pretrained=pretrained, block_args=_mmseg_block_args(depth))
 
 
 @BACKBONES.register()
@@ -262,7 +269,7 @@ def ResNetV1d(depth=50, strides=(1, 2, 2, 2), dilations=(1, 1, 1, 1), output_str
     return ResNet(depth=depth, in_channels=in_channels, deep_stem=True, avg_down=True, strides=strides,
                   dilations=dilations, output_stride=output_stride, contract_dilation=contract_dilation,
                   multi_grid=multi_grid, out_indices=out_indices, bn_momentum=bn_momentum,
-                  pretrained=pretrained)
+                  pretrained=pretrained, block_args=_mmseg_block_args(depth))
 
 
 # -- checkpoint import (ImageNet weights; DeepLabV3 / DMNet / MCIBI reuse the renames) -----
