@@ -4,7 +4,6 @@ the trainer hook, checkpoints, the memory loss, the eight configs and memory ini
 ``tests/manifests/mcibi_sssegmentation.json`` is written by
 ``tests/manifests/mcibi_sssegmentation.py`` (sssegmentation 1.7.0's own MCIBI code, torch).
 """
-import copy
 import glob
 import json
 import os

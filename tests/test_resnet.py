@@ -1,5 +1,4 @@
 """ResNet backbones: strides/dilations per family, shortcut layout, pretrained loading."""
-import os
 import tarfile
 
 import numpy as np
