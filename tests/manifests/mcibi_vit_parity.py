@@ -68,34 +68,26 @@ AUX = {'in_channels': 1024, 'out_channels': 512, 'dropout': 0.1, 'num_convs': 2,
 
 
 def ref_cfg():
-    """``mcibi_deeplabv3_vitlarge_ade20k.py`` over ``_base_/segmentors/mcibi.py``. The
-    structure_type is renamed so 1.7.0's AUTO_ASSERT (drop_rate 0.1 there, 0 in the config and
-    on the repository's HEAD) does not reject the config; eval mode ignores dropout anyway."""
-    return {
-        'type': 'MCIBI', 'num_classes': NUM_CLASSES, 'align_corners': False,
-        'norm_cfg': {'type': 'BatchNorm2d'}, 'act_cfg': {'type': 'ReLU', 'inplace': True},
-        'backbone': {
-            'type': 'VisionTransformer', 'structure_type': 'jx_vit_large_p16_384_parity', 'img_size': (512, 512),
-            'out_indices': (9, 14, 19, 23), 'norm_cfg': {'type': 'LayerNorm', 'eps': 1e-6}, 'pretrained': False,
-            'selected_indices': (0, 1, 2, 3), 'patch_size': 16, 'embed_dims': 1024, 'num_layers': 24,
-            'num_heads': 16, 'mlp_ratio': 4, 'qkv_bias': True, 'drop_rate': 0., 'attn_drop_rate': 0.,
-            'drop_path_rate': 0., 'with_cls_token': True, 'output_cls_token': False, 'patch_norm': False,
-            'final_norm': False, 'num_fcs': 2,
-        },
-        'head': {
-            'downsample_backbone': {'kernel_size': 3, 'stride': 1, 'padding': 1, 'bias': False},
-            'context_within_image': {'is_on': True, 'type': 'aspp', 'cfg': {'dilations': [1, 6, 12, 18]}},
-            'use_hard_aggregate': False, 'in_channels': 1024, 'feats_channels': 512, 'transform_channels': 256,
-            'out_channels': 512, 'num_feats_per_cls': 1, 'use_loss': True,
-            'loss_cfg': {'type': 'CrossEntropyLoss', 'scale_factor': 1.0, 'reduction': 'mean'},
-            'update_cfg': {'strategy': 'cosine_similarity', 'ignore_index': -100,
-                           'momentum_cfg': {'base_momentum': 0.9, 'base_lr': 0.01, 'adjust_by_learning_rate': True}},
-            'dropout': 0.1,
-            'norm_cfg': {'in_channels_list': [1024, 1024, 1024, 1024], 'type': 'LayerNorm', 'eps': 1e-6},
-        },
-        'auxiliary': [dict(AUX), dict(AUX), dict(AUX)],
-        'losses': {},
+    """``mcibi_deeplabv3_vitlarge_ade20k.py`` over ``_base_/segmentors/mcibi.py``
+    (``mcibi_sssegmentation.ref_cfg``). The structure_type is renamed so 1.7.0's AUTO_ASSERT
+    (drop_rate 0.1 there, 0 in the config and on the repository's HEAD) does not reject the
+    config; eval mode ignores dropout anyway."""
+    from mcibi_sssegmentation import ref_cfg as resnet_cfg
+    cfg = resnet_cfg(50)
+    cfg['num_classes'] = NUM_CLASSES
+    cfg['backbone'] = {
+        'type': 'VisionTransformer', 'structure_type': 'jx_vit_large_p16_384_parity', 'img_size': (512, 512),
+        'out_indices': (9, 14, 19, 23), 'norm_cfg': {'type': 'LayerNorm', 'eps': 1e-6}, 'pretrained': False,
+        'selected_indices': (0, 1, 2, 3), 'patch_size': 16, 'embed_dims': 1024, 'num_layers': 24,
+        'num_heads': 16, 'mlp_ratio': 4, 'qkv_bias': True, 'drop_rate': 0., 'attn_drop_rate': 0.,
+        'drop_path_rate': 0., 'with_cls_token': True, 'output_cls_token': False, 'patch_norm': False,
+        'final_norm': False, 'num_fcs': 2,
     }
+    cfg['head']['context_within_image']['cfg']['dilations'] = [1, 6, 12, 18]
+    cfg['head']['in_channels'] = 1024
+    cfg['head']['norm_cfg'] = {'in_channels_list': [1024, 1024, 1024, 1024], 'type': 'LayerNorm', 'eps': 1e-6}
+    cfg['auxiliary'] = [dict(AUX), dict(AUX), dict(AUX)]
+    return cfg
 
 
 def ours():

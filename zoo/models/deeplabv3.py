@@ -134,27 +134,20 @@ def paddleseg_key(key, model):
 register_importer('DeepLabV3', 'mmseg')(torch_key)
 
 
-def _paddleseg(config, dataset, miou, url):
-    return config_weights('DeepLabV3', 'paddleseg', url, f'configs/deeplabv3/{config}', f'{dataset} val mIoU', miou,
-                          'PaddleSeg dygraph recipe: SGD lr 0.01, poly, batch 8 on 4 GPUs')
-
-
-def _mmseg(config, dataset, miou, url):
-    return config_weights('DeepLabV3', 'mmseg', url, f'configs/deeplabv3/{config}', f'{dataset} val mIoU', miou,
-                          'mmseg 1.x recipe: SGD lr 0.01, poly, batch 8 on 4 GPUs, SyncBN')
-
-
-register_weights(
-    _paddleseg('deeplabv3_resnet50-vd-os8_cityscapes_512x1024_80k.yml', 'Cityscapes', 79.90,
-               'https://bj.bcebos.com/paddleseg/dygraph/cityscapes/deeplabv3_resnet50_os8_cityscapes_1024x512_80k/model.pdparams'),
-    _paddleseg('deeplabv3_resnet101-vd-os8_cityscapes_512x1024_80k.yml', 'Cityscapes', 80.85,
-               'https://bj.bcebos.com/paddleseg/dygraph/cityscapes/deeplabv3_resnet101_os8_cityscapes_1024x512_80k/model.pdparams'),
-    _paddleseg('deeplabv3_resnet50-vd-os8_voc12aug_512x512_40k.yml', 'Pascal VOC 2012', 79.76,
-               'https://bj.bcebos.com/paddleseg/dygraph/pascal_voc12/deeplabv3_resnet50_os8_voc12aug_512x512_40k/model.pdparams'),
-    _paddleseg('deeplabv3_resnet101-vd-os8_voc12aug_512x512_40k.yml', 'Pascal VOC 2012', 80.62,
-               'https://bj.bcebos.com/paddleseg/dygraph/pascal_voc12/deeplabv3_resnet101_os8_voc12aug_512x512_40k/model.pdparams'),
-    _mmseg('deeplabv3_r50-d8_cityscapes_512x1024_80k.yml', 'Cityscapes', 79.32,
-           'https://download.openmmlab.com/mmsegmentation/v0.5/deeplabv3/deeplabv3_r50-d8_512x1024_80k_cityscapes/deeplabv3_r50-d8_512x1024_80k_cityscapes_20200606_113404-b92cfdd4.pth'),
-    _mmseg('deeplabv3_r101-d8_cityscapes_512x1024_80k.yml', 'Cityscapes', 80.20,
-           'https://download.openmmlab.com/mmsegmentation/v0.5/deeplabv3/deeplabv3_r101-d8_512x1024_80k_cityscapes/deeplabv3_r101-d8_512x1024_80k_cityscapes_20200606_113503-9e428899.pth'),
-)
+_RECIPES = {'paddleseg': 'PaddleSeg dygraph recipe: SGD lr 0.01, poly, batch 8 on 4 GPUs',
+            'mmseg': 'mmseg 1.x recipe: SGD lr 0.01, poly, batch 8 on 4 GPUs, SyncBN'}
+register_weights(*[config_weights('DeepLabV3', source, url, f'configs/deeplabv3/{config}', f'{dataset} val mIoU', miou,
+                                  _RECIPES[source]) for source, config, dataset, miou, url in (
+    ('paddleseg', 'deeplabv3_resnet50-vd-os8_cityscapes_512x1024_80k.yml', 'Cityscapes', 79.90,
+     'https://bj.bcebos.com/paddleseg/dygraph/cityscapes/deeplabv3_resnet50_os8_cityscapes_1024x512_80k/model.pdparams'),
+    ('paddleseg', 'deeplabv3_resnet101-vd-os8_cityscapes_512x1024_80k.yml', 'Cityscapes', 80.85,
+     'https://bj.bcebos.com/paddleseg/dygraph/cityscapes/deeplabv3_resnet101_os8_cityscapes_1024x512_80k/model.pdparams'),
+    ('paddleseg', 'deeplabv3_resnet50-vd-os8_voc12aug_512x512_40k.yml', 'Pascal VOC 2012', 79.76,
+     'https://bj.bcebos.com/paddleseg/dygraph/pascal_voc12/deeplabv3_resnet50_os8_voc12aug_512x512_40k/model.pdparams'),
+    ('paddleseg', 'deeplabv3_resnet101-vd-os8_voc12aug_512x512_40k.yml', 'Pascal VOC 2012', 80.62,
+     'https://bj.bcebos.com/paddleseg/dygraph/pascal_voc12/deeplabv3_resnet101_os8_voc12aug_512x512_40k/model.pdparams'),
+    ('mmseg', 'deeplabv3_r50-d8_cityscapes_512x1024_80k.yml', 'Cityscapes', 79.32,
+     'https://download.openmmlab.com/mmsegmentation/v0.5/deeplabv3/deeplabv3_r50-d8_512x1024_80k_cityscapes/deeplabv3_r50-d8_512x1024_80k_cityscapes_20200606_113404-b92cfdd4.pth'),
+    ('mmseg', 'deeplabv3_r101-d8_cityscapes_512x1024_80k.yml', 'Cityscapes', 80.20,
+     'https://download.openmmlab.com/mmsegmentation/v0.5/deeplabv3/deeplabv3_r101-d8_512x1024_80k_cityscapes/deeplabv3_r101-d8_512x1024_80k_cityscapes_20200606_113503-9e428899.pth'),
+)])

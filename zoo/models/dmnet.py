@@ -65,34 +65,31 @@ class DMNet(Segmentor):
 register_importer('DMNet', 'mmseg')(torch_key)
 
 
-def _mmseg(config, dataset, miou, url):
-    return config_weights('DMNet', 'mmseg', url, f'configs/dmnet/{config}', f'{dataset} val mIoU', miou,
-                          'mmseg 1.x recipe: SGD lr 0.01, poly, batch 8 on 4 GPUs, SyncBN')
-
-
-register_weights(
-    _mmseg('dmnet_r50-d8_cityscapes_512x1024_40k.yml', 'Cityscapes', 77.78,
-           'https://download.openmmlab.com/mmsegmentation/v0.5/dmnet/dmnet_r50-d8_512x1024_40k_cityscapes/dmnet_r50-d8_512x1024_40k_cityscapes_20201215_042326-615373cf.pth'),
-    _mmseg('dmnet_r101-d8_cityscapes_512x1024_40k.yml', 'Cityscapes', 78.37,
-           'https://download.openmmlab.com/mmsegmentation/v0.5/dmnet/dmnet_r101-d8_512x1024_40k_cityscapes/dmnet_r101-d8_512x1024_40k_cityscapes_20201215_043100-8291e976.pth'),
-    _mmseg('dmnet_r50-d8_cityscapes_769x769_40k.yml', 'Cityscapes', 78.49,
-           'https://download.openmmlab.com/mmsegmentation/v0.5/dmnet/dmnet_r50-d8_769x769_40k_cityscapes/dmnet_r50-d8_769x769_40k_cityscapes_20201215_093706-e7f0e23e.pth'),
-    _mmseg('dmnet_r101-d8_cityscapes_769x769_40k.yml', 'Cityscapes', 77.62,
-           'https://download.openmmlab.com/mmsegmentation/v0.5/dmnet/dmnet_r101-d8_769x769_40k_cityscapes/dmnet_r101-d8_769x769_40k_cityscapes_20201215_081348-a74261f6.pth'),
-    _mmseg('dmnet_r50-d8_cityscapes_512x1024_80k.yml', 'Cityscapes', 79.07,
-           'https://download.openmmlab.com/mmsegmentation/v0.5/dmnet/dmnet_r50-d8_512x1024_80k_cityscapes/dmnet_r50-d8_512x1024_80k_cityscapes_20201215_053728-3c8893b9.pth'),
-    _mmseg('dmnet_r101-d8_cityscapes_512x1024_80k.yml', 'Cityscapes', 79.64,
-           'https://download.openmmlab.com/mmsegmentation/v0.5/dmnet/dmnet_r101-d8_512x1024_80k_cityscapes/dmnet_r101-d8_512x1024_80k_cityscapes_20201215_031718-fa081cb8.pth'),
-    _mmseg('dmnet_r50-d8_cityscapes_769x769_80k.yml', 'Cityscapes', 79.22,
-           'https://download.openmmlab.com/mmsegmentation/v0.5/dmnet/dmnet_r50-d8_769x769_80k_cityscapes/dmnet_r50-d8_769x769_80k_cityscapes_20201215_034006-6060840e.pth'),
-    _mmseg('dmnet_r101-d8_cityscapes_769x769_80k.yml', 'Cityscapes', 79.19,
-           'https://download.openmmlab.com/mmsegmentation/v0.5/dmnet/dmnet_r101-d8_769x769_80k_cityscapes/dmnet_r101-d8_769x769_80k_cityscapes_20201215_082810-7f0de59a.pth'),
-    _mmseg('dmnet_r50-d8_ade20k_512x512_80k.yml', 'ADE20K', 42.37,
-           'https://download.openmmlab.com/mmsegmentation/v0.5/dmnet/dmnet_r50-d8_512x512_80k_ade20k/dmnet_r50-d8_512x512_80k_ade20k_20201215_144744-f89092a6.pth'),
-    _mmseg('dmnet_r101-d8_ade20k_512x512_80k.yml', 'ADE20K', 45.34,
-           'https://download.openmmlab.com/mmsegmentation/v0.5/dmnet/dmnet_r101-d8_512x512_80k_ade20k/dmnet_r101-d8_512x512_80k_ade20k_20201215_104812-bfa45311.pth'),
-    _mmseg('dmnet_r50-d8_ade20k_512x512_160k.yml', 'ADE20K', 43.15,
-           'https://download.openmmlab.com/mmsegmentation/v0.5/dmnet/dmnet_r50-d8_512x512_160k_ade20k/dmnet_r50-d8_512x512_160k_ade20k_20201215_115313-025ab3f9.pth'),
-    _mmseg('dmnet_r101-d8_ade20k_512x512_160k.yml', 'ADE20K', 45.42,
-           'https://download.openmmlab.com/mmsegmentation/v0.5/dmnet/dmnet_r101-d8_512x512_160k_ade20k/dmnet_r101-d8_512x512_160k_ade20k_20201215_111145-a0bc02ef.pth'),
-)
+_RECIPE = 'mmseg 1.x recipe: SGD lr 0.01, poly, batch 8 on 4 GPUs, SyncBN'
+register_weights(*[config_weights('DMNet', 'mmseg', url, f'configs/dmnet/{config}', f'{dataset} val mIoU', miou, _RECIPE)
+                   for config, dataset, miou, url in (
+    ('dmnet_r50-d8_cityscapes_512x1024_40k.yml', 'Cityscapes', 77.78,
+     'https://download.openmmlab.com/mmsegmentation/v0.5/dmnet/dmnet_r50-d8_512x1024_40k_cityscapes/dmnet_r50-d8_512x1024_40k_cityscapes_20201215_042326-615373cf.pth'),
+    ('dmnet_r101-d8_cityscapes_512x1024_40k.yml', 'Cityscapes', 78.37,
+     'https://download.openmmlab.com/mmsegmentation/v0.5/dmnet/dmnet_r101-d8_512x1024_40k_cityscapes/dmnet_r101-d8_512x1024_40k_cityscapes_20201215_043100-8291e976.pth'),
+    ('dmnet_r50-d8_cityscapes_769x769_40k.yml', 'Cityscapes', 78.49,
+     'https://download.openmmlab.com/mmsegmentation/v0.5/dmnet/dmnet_r50-d8_769x769_40k_cityscapes/dmnet_r50-d8_769x769_40k_cityscapes_20201215_093706-e7f0e23e.pth'),
+    ('dmnet_r101-d8_cityscapes_769x769_40k.yml', 'Cityscapes', 77.62,
+     'https://download.openmmlab.com/mmsegmentation/v0.5/dmnet/dmnet_r101-d8_769x769_40k_cityscapes/dmnet_r101-d8_769x769_40k_cityscapes_20201215_081348-a74261f6.pth'),
+    ('dmnet_r50-d8_cityscapes_512x1024_80k.yml', 'Cityscapes', 79.07,
+     'https://download.openmmlab.com/mmsegmentation/v0.5/dmnet/dmnet_r50-d8_512x1024_80k_cityscapes/dmnet_r50-d8_512x1024_80k_cityscapes_20201215_053728-3c8893b9.pth'),
+    ('dmnet_r101-d8_cityscapes_512x1024_80k.yml', 'Cityscapes', 79.64,
+     'https://download.openmmlab.com/mmsegmentation/v0.5/dmnet/dmnet_r101-d8_512x1024_80k_cityscapes/dmnet_r101-d8_512x1024_80k_cityscapes_20201215_031718-fa081cb8.pth'),
+    ('dmnet_r50-d8_cityscapes_769x769_80k.yml', 'Cityscapes', 79.22,
+     'https://download.openmmlab.com/mmsegmentation/v0.5/dmnet/dmnet_r50-d8_769x769_80k_cityscapes/dmnet_r50-d8_769x769_80k_cityscapes_20201215_034006-6060840e.pth'),
+    ('dmnet_r101-d8_cityscapes_769x769_80k.yml', 'Cityscapes', 79.19,
+     'https://download.openmmlab.com/mmsegmentation/v0.5/dmnet/dmnet_r101-d8_769x769_80k_cityscapes/dmnet_r101-d8_769x769_80k_cityscapes_20201215_082810-7f0de59a.pth'),
+    ('dmnet_r50-d8_ade20k_512x512_80k.yml', 'ADE20K', 42.37,
+     'https://download.openmmlab.com/mmsegmentation/v0.5/dmnet/dmnet_r50-d8_512x512_80k_ade20k/dmnet_r50-d8_512x512_80k_ade20k_20201215_144744-f89092a6.pth'),
+    ('dmnet_r101-d8_ade20k_512x512_80k.yml', 'ADE20K', 45.34,
+     'https://download.openmmlab.com/mmsegmentation/v0.5/dmnet/dmnet_r101-d8_512x512_80k_ade20k/dmnet_r101-d8_512x512_80k_ade20k_20201215_104812-bfa45311.pth'),
+    ('dmnet_r50-d8_ade20k_512x512_160k.yml', 'ADE20K', 43.15,
+     'https://download.openmmlab.com/mmsegmentation/v0.5/dmnet/dmnet_r50-d8_512x512_160k_ade20k/dmnet_r50-d8_512x512_160k_ade20k_20201215_115313-025ab3f9.pth'),
+    ('dmnet_r101-d8_ade20k_512x512_160k.yml', 'ADE20K', 45.42,
+     'https://download.openmmlab.com/mmsegmentation/v0.5/dmnet/dmnet_r101-d8_512x512_160k_ade20k/dmnet_r101-d8_512x512_160k_ade20k_20201215_111145-a0bc02ef.pth'),
+)])
