@@ -212,6 +212,8 @@ def test_bad_model_options_raise_config_error():
         DeepLabV3(3, backbone, backbone_indices=[2, 3])
     with pytest.raises(ConfigError, match='in_channels'):
         DeepLabV3(3, backbone, auxiliary_head={'in_index': 2, 'in_channels': 1024})
+    with pytest.raises(ConfigError, match=r'^model\.auxiliary_head\.num_convs: '):
+        DeepLabV3(3, backbone, auxiliary_head={'num_convs': -1})
 
 
 def test_sgd_steps_lower_the_loss():

@@ -549,7 +549,7 @@ def test_vit_config_trains_narrow(path, demo_root, tmp_path):
 
 
 def test_vit_reference_parity_recorded_in_manifest():
-    """tools/parity/mcibi_vit_parity.py: sssegmentation's ViT-L MCIBI (ADE20K config) vs ours from its
+    """tests/manifests/mcibi_vit_parity.py: sssegmentation's ViT-L MCIBI (ADE20K config) vs ours from its
     converted state dict, eval mode, 1x3x512x512, random weights and memory (docs/weights.md)."""
     p = vit_manifest()['parity']
     assert p['input'] == [1, 3, 512, 512] and p['tensors'] > 300

@@ -79,7 +79,10 @@ def _build_aux_head(cfg, num_classes, feat_channels):
     if cfg['in_channels'] != feat_channels[cfg['in_index']]:
         raise ConfigError(f'model.auxiliary_head.in_channels: {cfg["in_channels"]} does not match the backbone '
                           f'feature {cfg["in_index"]} ({feat_channels[cfg["in_index"]]} channels)')
-    return FCNHead(num_classes=num_classes, **cfg)
+    try:
+        return FCNHead(num_classes=num_classes, **cfg)
+    except ConfigError as e:  # the head names its argument; the user wrote it under model.auxiliary_head
+        raise ConfigError(f'model.auxiliary_head.{e}') from None
 
 
 # -- importers ------------------------------------------------------------------------

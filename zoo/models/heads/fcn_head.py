@@ -24,10 +24,10 @@ class _FCNHeadBase(DecodeHead):
                  concat_input, dropout_ratio, in_index, act, bn_momentum):
         super().__init__(in_channels, channels, num_classes, dropout_ratio, True, in_index)
         if num_convs < 0 or dilation < 1:
-            raise ConfigError(f'FCN head: num_convs must be >= 0 and dilation >= 1, got {num_convs}, {dilation}')
+            raise ConfigError(f'num_convs / dilation: expected >= 0 / >= 1, got {num_convs} / {dilation}')
         if num_convs == 0 and in_channels != channels:
             # mmseg uses an Identity here, so conv_seg then sees in_channels features
-            raise ConfigError(f'FCN head: num_convs 0 needs in_channels == channels, got {in_channels} and {channels}')
+            raise ConfigError(f'num_convs: 0 needs in_channels == channels, got {in_channels} and {channels}')
         self.concat_input = concat_input
         padding = (kernel_size // 2) * dilation
         convs = [self._conv(in_channels if i == 0 else channels, channels, kernel_size, padding, dilation,
@@ -94,7 +94,7 @@ class DepthwiseSeparableFCNHead(_FCNHeadBase):
                  concat_input=True, dropout_ratio=0.1, in_index=-1, act='relu', dw_act=None,
                  bn_momentum=BN_MOMENTUM):
         if dilation != 1:
-            raise ConfigError(f'DepthwiseSeparableFCNHead: dilation must be 1 (as mmseg), got {dilation}')
+            raise ConfigError(f'dilation: DepthwiseSeparableFCNHead takes 1 only (as mmseg), got {dilation}')
         self._dw_act = dw_act
         super().__init__(in_channels, channels, num_classes, num_convs, kernel_size, dilation,
                          concat_input, dropout_ratio, in_index, act, bn_momentum)
