@@ -20,7 +20,8 @@ from _parity import assert_outputs, float64_model, load_reference_weights, store
 from test_export import assert_parity
 from zoo.builder import build_losses, build_model
 from zoo.datasets.base import Dataset
-from zoo.datasets.regseg_aug import ClassUniformDataset, RegSegRandAugment, auto_contrast, enhance, equalize
+from zoo.datasets.class_uniform import ClassUniformDataset
+from zoo.datasets.regseg_aug import RegSegRandAugment, auto_contrast, enhance, equalize
 from zoo.losses.bootstrapped_ce import BootstrappedCrossEntropyLoss
 from zoo.models.convert import convert
 from zoo.models.regseg import RegSeg

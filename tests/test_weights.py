@@ -68,7 +68,7 @@ def test_without_pretrained_strips_model_and_backbone():
 def _no_downloads(monkeypatch):
     def refuse(url, *a, **k):
         raise AssertionError(f'download attempted: {url}')
-    monkeypatch.setattr('zoo.utils.checkpoint.download', refuse)
+    monkeypatch.setattr('zoo.utils.download.download', refuse)
 
 
 def _small_deeplabv3_config():
@@ -109,7 +109,7 @@ def test_model_path_takes_a_table_name(tmp_path, monkeypatch):
     paddle.save(torch_names, src)
     row = zweights.Weights('test_small_deeplabv3_mmseg', 'DeepLabV3', 'mmseg', 'https://example.org/small.pth')
     monkeypatch.setitem(zweights._TABLE, row.name, row)
-    monkeypatch.setattr(zconvert, 'resolve_path', lambda p: src if p == row.url else p)
+    monkeypatch.setattr('zoo.utils.checkpoint.resolve_path', lambda p, sha256=None: src if p == row.url else p)
     _no_downloads(monkeypatch)
     model = load_trained_model(cfg, row.name)
     np.testing.assert_array_equal(model.decode_head.conv_seg.weight.numpy(), trained.decode_head.conv_seg.weight.numpy())

@@ -14,7 +14,9 @@ The model named by the config decides the importer (each model file registers it
 ``--from`` is detected from the key names when omitted. The conversion is strict: every source
 tensor used or dropped on purpose, every model parameter filled, every shape equal, else one
 error line and exit 2. PyTorch files (``.pth``) are read with torch when installed
-(``pip install -e .[convert]``). The output is written atomically and loads with
+(``pip install -e .[convert]``, ``weights_only=True``), Paddle files with the project's
+allow-list unpickler; weights holding NaN/inf are refused. The output is written atomically
+(mode from the umask, like any new file) and loads with
 ``model.pretrained: OUT.pdparams`` or ``--model_path``.
 """
 import argparse
@@ -62,6 +64,10 @@ def main(argv=None):
     if args.list:
         print(weights_markdown(), end='')
         return 0
+    if os.path.isdir(args.output):  # fail before the slow part (building the model)
+        from zoo.utils.atomic import WriteError
+        raise WriteError(f'--output {args.output} is a folder; give the file to write, e.g. '
+                         f'{os.path.join(args.output, "model.pdparams")}')
     s = convert_checkpoint(build_target(args.config, args.opts), args.input, args.output, args.source, args.ignore)
     print(f'{s["source"]} -> {s["model"]}: {s["source_tensors"]} source tensors, '
           f'{len(s["dropped"])} dropped ({len(s["ignored"])} by --ignore), {s["converted_tensors"]} tensors '

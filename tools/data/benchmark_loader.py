@@ -87,4 +87,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    from zoo.utils.cli import main_wrapper
+    main_wrapper(main)

@@ -34,11 +34,9 @@ scores (probabilities by default) when several passes are merged.
 import paddle
 import paddle.nn.functional as F
 
+from ..utils.config import TEST_CONFIG_KEYS  # the config schema lives in one place
 from ..utils.errors import ConfigError
 from ..utils.logger import logger
-
-TEST_CONFIG_KEYS = ('is_slide', 'crop_size', 'stride', 'aug_eval', 'scales', 'flip_horizontal', 'flip_vertical',
-                    'window_softmax')
 
 
 def _main_logits(model, x):

@@ -24,7 +24,7 @@ go through: it resolves a weights-table name or a URL (``zoo.models.weights``), 
 import numpy as np
 
 from zoo.models.weights import lookup_weights
-from zoo.utils.checkpoint import atomic_save, read_state_dict, resolve_path
+from zoo.utils.checkpoint import atomic_save, read_state_dict, require_finite
 from zoo.utils.errors import CheckpointError
 from zoo.utils.logger import logger
 from zoo.utils.registry import BACKBONES
@@ -205,8 +205,9 @@ def read_weights(model, spec, what='pretrained', source=None):
     entry = lookup_weights(spec)
     if entry is not None and entry.model != type(model).__name__:
         raise CheckpointError(f'{what} {spec!r}: weights for {entry.model}, not {type(model).__name__}')
-    path = resolve_path(entry.url if entry is not None else spec)
-    sd = backbone_part(model, to_numpy(read_state_dict(path, f'{what} weights')))
+    sd = read_state_dict(entry.url if entry is not None else spec, f'{what} weights',
+                         sha256=entry.sha256 if entry is not None else None)  # downloads are verified
+    sd = backbone_part(model, to_numpy(sd))
     if source is None:
         source = entry.source if entry is not None else detect_source(model, sd)
     return sd, source
@@ -231,6 +232,7 @@ def load_weights(model, spec, strict=True, what='pretrained', keep_mismatched=()
     if kept:
         logger.info(f'{where}: {", ".join(kept)} has another shape here, kept freshly initialised')
     check_mapping({**converted, **{k: own[k].numpy() for k in kept}}, model, strict, where)
+    require_finite({k: v for k, v in converted.items() if k in own}, where)
     converted.missing = [k for k in own if k not in converted]
     converted.unexpected = [k for k in converted if k not in own]
     model.set_state_dict({k: v for k, v in converted.items() if k in own and k not in kept})
@@ -243,6 +245,7 @@ def convert_checkpoint(model, spec, output, source=None, ignore_source=()):
     (``tools/convert_weights.py``); returns what was done."""
     import paddle
     sd, source = read_weights(model, spec, 'checkpoint', source)
+    require_finite(sd, spec)
     out = convert(model, source, sd, ignore_source, what=f'{source} checkpoint {spec}')
     atomic_save({k: paddle.to_tensor(v) for k, v in out.items()}, output)
     return {'model': type(model).__name__, 'source': source, 'source_tensors': len(sd),

@@ -66,8 +66,8 @@ register_importer('DMNet', 'mmseg')(torch_key)
 
 
 _RECIPE = 'mmseg 1.x recipe: SGD lr 0.01, poly, batch 8 on 4 GPUs, SyncBN'
-register_weights(*[config_weights('DMNet', 'mmseg', url, f'configs/dmnet/{config}', f'{dataset} val mIoU', miou, _RECIPE)
-                   for config, dataset, miou, url in (
+register_weights(*[config_weights('DMNet', 'mmseg', url, f'configs/dmnet/{config}', f'{dataset} val mIoU', miou,
+                                  _RECIPE) for config, dataset, miou, url in (
     ('dmnet_r50-d8_cityscapes_512x1024_40k.yml', 'Cityscapes', 77.78,
      'https://download.openmmlab.com/mmsegmentation/v0.5/dmnet/dmnet_r50-d8_512x1024_40k_cityscapes/dmnet_r50-d8_512x1024_40k_cityscapes_20201215_042326-615373cf.pth'),
     ('dmnet_r101-d8_cityscapes_512x1024_40k.yml', 'Cityscapes', 78.37,

@@ -14,8 +14,9 @@ file, so nothing is guessed. ``tools/convert_weights.py --list`` prints the tabl
 """
 import copy
 import os
-import re
 from dataclasses import dataclass
+
+from zoo.utils.download import name_hash_prefix
 
 _TABLE = {}
 
@@ -45,16 +46,9 @@ class Weights:
     recipe: str = ''
 
 
-def hash_prefix(url):
-    """The SHA-256 prefix a publisher put in the file name (``name-0cec9937.pth``, the
-    convention of OpenMMLab and timm, checked by ``torch.hub``), or None."""
-    m = re.search(r'-([0-9a-f]{8,64})\.pth$', url)
-    return m.group(1) if m else None
-
-
 def config_weights(model, source, url, config, metric, miou, recipe='', name=None):
     """A row for a checkpoint that a config of this zoo reproduces; named after the config."""
-    return Weights(name or os.path.splitext(os.path.basename(config))[0], model, source, url, hash_prefix(url),
+    return Weights(name or os.path.splitext(os.path.basename(config))[0], model, source, url, name_hash_prefix(url),
                    config, metric, miou, recipe)
 
 

@@ -27,7 +27,8 @@ import paddle.nn as nn
 from zoo.models.backbones.resnet import BasicBlock, Bottleneck
 from zoo.models.convert import load_weights, register_importer, torch_key
 from zoo.models.layers import BN_MOMENTUM, batch_norm, conv_bn_act, resize
-from zoo.models.weights import Weights, hash_prefix, register_weights
+from zoo.models.weights import Weights, register_weights
+from zoo.utils.download import name_hash_prefix
 from zoo.utils.errors import ConfigError
 from zoo.utils.registry import BACKBONES
 
@@ -228,8 +229,8 @@ def torch_imagenet_key(key, model):
 
 # the ImageNet weights sssegmentation's HRNet loads (its DEFAULT_MODEL_URLS)
 register_weights(*[
-    Weights(arch, 'HRNet', 'mmseg', 'https://download.openmmlab.com/pretrain/third_party/' + f, hash_prefix(f),
+    Weights(arch, 'HRNet', 'mmseg', 'https://download.openmmlab.com/pretrain/third_party/' + f, name_hash_prefix(f),
             recipe=f"ImageNet-1k (HRNet release, OpenMMLab names); sssegmentation's {arch}")
-    for arch, f in (('hrnetv2_w18_small', 'hrnetv2_w18_small-b5a04e21.pth'), ('hrnetv2_w18', 'hrnetv2_w18-00eb2006.pth'),
-                    ('hrnetv2_w32', 'hrnetv2_w32-dc9eeb4f.pth'), ('hrnetv2_w40', 'hrnetv2_w40-ed0b031c.pth'),
-                    ('hrnetv2_w48', 'hrnetv2_w48-d2186c55.pth'))])
+    for arch, f in (('hrnetv2_w18_small', 'hrnetv2_w18_small-b5a04e21.pth'),
+                    ('hrnetv2_w18', 'hrnetv2_w18-00eb2006.pth'), ('hrnetv2_w32', 'hrnetv2_w32-dc9eeb4f.pth'),
+                    ('hrnetv2_w40', 'hrnetv2_w40-ed0b031c.pth'), ('hrnetv2_w48', 'hrnetv2_w48-d2186c55.pth'))])

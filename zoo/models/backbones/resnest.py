@@ -24,7 +24,8 @@ import paddle.nn.functional as F
 
 from zoo.models.backbones.resnet import ResNet
 from zoo.models.layers import BN_MOMENTUM, batch_norm
-from zoo.models.weights import Weights, hash_prefix, register_weights
+from zoo.models.weights import Weights, register_weights
+from zoo.utils.download import name_hash_prefix
 from zoo.utils.errors import ConfigError
 from zoo.utils.registry import BACKBONES
 
@@ -137,7 +138,7 @@ def ResNeSt(depth=101, in_channels=3, stem_channels=128, base_channels=64, radix
 # the ImageNet weights sssegmentation's ResNeSt loads (its DEFAULT_MODEL_URLS); they load into ResNet
 _OPENMMLAB = 'https://download.openmmlab.com/pretrain/third_party/'
 register_weights(*[
-    Weights(f'resnest{depth}_d2', 'ResNet', 'mmseg', _OPENMMLAB + f, hash_prefix(f),
+    Weights(f'resnest{depth}_d2', 'ResNet', 'mmseg', _OPENMMLAB + f, name_hash_prefix(f),
             recipe=f"ImageNet-1k (ResNeSt release, OpenMMLab names); sssegmentation's resnest{depth}")
     for depth, f in ((50, 'resnest50_d2-7497a55b.pth'), (101, 'resnest101_d2-f3b931b2.pth'),
                      (200, 'resnest200_d2-ca88e41f.pth'))])

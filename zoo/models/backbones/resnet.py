@@ -29,7 +29,8 @@ import paddle.nn as nn
 
 from zoo.models.convert import load_weights, register_importer, torch_key
 from zoo.models.layers import BN_MOMENTUM, batch_norm
-from zoo.models.weights import Weights, hash_prefix, register_weights
+from zoo.models.weights import Weights, register_weights
+from zoo.utils.download import name_hash_prefix
 from zoo.utils.errors import ConfigError
 from zoo.utils.registry import BACKBONES
 
@@ -107,7 +108,8 @@ def _downsample(inplanes, outplanes, stride, avg_down, bn_momentum):
     if avg_down:
         # count_include_pad=False in mmseg == Paddle's exclusive=True (the default)
         pool = nn.AvgPool2D(stride, stride, ceil_mode=True, exclusive=True) if stride > 1 else nn.Identity()
-        return nn.Sequential(pool, nn.Conv2D(inplanes, outplanes, 1, bias_attr=False), batch_norm(outplanes, bn_momentum))
+        return nn.Sequential(pool, nn.Conv2D(inplanes, outplanes, 1, bias_attr=False),
+                             batch_norm(outplanes, bn_momentum))
     return nn.Sequential(nn.Conv2D(inplanes, outplanes, 1, stride=stride, bias_attr=False),
                          batch_norm(outplanes, bn_momentum))
 
@@ -327,7 +329,7 @@ def torch_imagenet_key(key, model):
 
 
 def _imagenet(name, source, url, recipe):
-    return Weights(name, 'ResNet', source, url, hash_prefix(url), recipe=recipe)
+    return Weights(name, 'ResNet', source, url, name_hash_prefix(url), recipe=recipe)
 
 
 register_weights(

@@ -27,7 +27,8 @@ import paddle.nn.functional as F
 
 from zoo.models.convert import load_weights, register_importer, torch_key
 from zoo.models.layers import resize
-from zoo.models.weights import Weights, hash_prefix, register_weights
+from zoo.models.weights import Weights, register_weights
+from zoo.utils.download import name_hash_prefix
 from zoo.utils.errors import CheckpointError, ConfigError
 from zoo.utils.registry import BACKBONES
 
@@ -282,6 +283,6 @@ register_importer('VisionTransformer', 'timm', value=torch_vit_value, detect=_is
 
 _JX_VIT_L = ('https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-vitjx/'
              'jx_vit_large_p16_384-b3be5167.pth')
-register_weights(Weights('jx_vit_large_p16_384', 'VisionTransformer', 'timm', _JX_VIT_L, hash_prefix(_JX_VIT_L),
+register_weights(Weights('jx_vit_large_p16_384', 'VisionTransformer', 'timm', _JX_VIT_L, name_hash_prefix(_JX_VIT_L),
                          recipe="timm's vit_large_patch16_384: ImageNet-21k, fine-tuned on ImageNet-1k at 384; "
                                 "sssegmentation's jx_vit_large_p16_384"))
