@@ -35,7 +35,8 @@ def manifest():
         return json.load(f)
 
 
-CONFIGS = sorted(glob.glob(os.path.join(ROOT, 'configs', 'mcibi', 'mcibi_r*-d8_*.yml')))  # R-50/101 rows
+CONFIGS = sorted(p for p in glob.glob(os.path.join(ROOT, 'configs', 'mcibi', 'mcibi_r*-d8_*.yml'))
+                 if '_custom_' not in p)  # the R-50/101 rows of sssegmentation
 
 
 def tiny_mcibi(num_classes=5, **kw):

@@ -127,24 +127,25 @@ class Converted(dict):
 
 def check_mapping(converted, model, strict=True, what='checkpoint'):
     """Raise (or, not ``strict``, warn) unless ``converted`` fills ``model`` exactly: every
-    parameter and buffer present, no key without a parameter, every shape equal."""
+    parameter and buffer present, no key without a parameter, every shape equal (the wording of
+    ``zoo.utils.checkpoint.load_state_dict_checked``)."""
     own = model.state_dict()
     missing = [k for k in own if k not in converted]
-    extra = [k for k in converted if k not in own]
-    shapes = [f'{k}: {list(np.shape(converted[k]))} vs {list(own[k].shape)}'
+    unexpected = [k for k in converted if k not in own]
+    shapes = [f'{k} {list(np.shape(converted[k]))} vs {list(own[k].shape)}'
               for k in own if k in converted and tuple(np.shape(converted[k])) != tuple(own[k].shape)]
     if shapes:  # never loadable, strict or not
-        raise CheckpointError(f'{what} does not fit the model: {len(shapes)} shape mismatch(es): '
-                              + '; '.join(shapes[:4]))
+        raise CheckpointError(f'{what}: shape mismatch for {len(shapes)} parameter(s): ' + '; '.join(shapes[:4]))
     problems = []
     if missing:
-        problems.append(f'{len(missing)} model parameter(s) not filled: {", ".join(missing[:6])}')
-    if extra:
-        problems.append(f'{len(extra)} converted key(s) with no model parameter: {", ".join(extra[:6])}')
+        problems.append(f'missing {len(missing)}: {", ".join(missing[:6])}' + (' ...' if len(missing) > 6 else ''))
+    if unexpected:
+        problems.append(f'unexpected {len(unexpected)}: {", ".join(unexpected[:6])}'
+                        + (' ...' if len(unexpected) > 6 else ''))
     if problems and strict:
-        raise CheckpointError(f'{what} does not fit the model: ' + ' | '.join(problems))
+        raise CheckpointError(f'{what}: keys do not match the model ({"; ".join(problems)})')
     if problems:
-        logger.warning(f'{what}: ' + ' | '.join(problems))
+        logger.warning(f'{what}: ' + '; '.join(problems))
 
 
 def _training_only_absent(model):

@@ -23,8 +23,10 @@ class _FCNHeadBase(DecodeHead):
     def __init__(self, in_channels, channels, num_classes, num_convs, kernel_size, dilation,
                  concat_input, dropout_ratio, in_index, act, bn_momentum):
         super().__init__(in_channels, channels, num_classes, dropout_ratio, True, in_index)
-        if num_convs < 0 or dilation < 1:
-            raise ConfigError(f'num_convs / dilation: expected >= 0 / >= 1, got {num_convs} / {dilation}')
+        if num_convs < 0:
+            raise ConfigError(f'num_convs: expected >= 0, got {num_convs}')
+        if dilation < 1:
+            raise ConfigError(f'dilation: expected >= 1, got {dilation}')
         if num_convs == 0 and in_channels != channels:
             # mmseg uses an Identity here, so conv_seg then sees in_channels features
             raise ConfigError(f'num_convs: 0 needs in_channels == channels, got {in_channels} and {channels}')
