@@ -66,6 +66,14 @@ def _to_paddleseg_names(model):
     return out
 
 
+def convert_weights_main(argv):
+    """The tool's work, returned: what ``main`` prints."""
+    from zoo.models.convert import convert_checkpoint
+    args = convert_weights.parse_args(argv)
+    return convert_checkpoint(convert_weights.build_target(args.config, args.opts), args.input, args.output,
+                              args.source, args.ignore)
+
+
 def _randomize(model):
     rng = np.random.default_rng(0)
     model.set_state_dict({k: rng.uniform(0.5, 1.5, v.shape).astype('float32') for k, v in model.state_dict().items()})
@@ -79,8 +87,8 @@ def test_paddleseg_checkpoint_round_trip(tmp_path):
     src = tmp_path / 'paddleseg_model.pdparams'
     paddle.save(_to_paddleseg_names(model), str(src))
     out = tmp_path / 'out' / 'converted.pdparams'
-    s = convert_weights.convert_file('paddleseg', config, str(src), str(out))
-    assert s['converted_tensors'] == len(model.state_dict()) == s['source_tensors']
+    s = convert_weights_main(['--config', config, '--input', str(src), '--output', str(out)])  # --from detected
+    assert s['converted_tensors'] == len(model.state_dict()) == s['source_tensors'] and s['source'] == 'paddleseg'
     assert os.listdir(out.parent) == ['converted.pdparams']  # atomic: no temp file left behind
     fresh = _build(config)
     fresh.set_state_dict(paddle.load(str(out)))
@@ -175,3 +183,33 @@ def test_pth_without_torch_gives_install_hint(tmp_path, capsys):
     err = _run_cli(['--from', 'mmseg', '--config', _write_config(tmp_path), '--input', str(src),
                     '--output', str(tmp_path / 'x.pdparams')], capsys)
     assert 'install torch' in err and '[convert]' in err
+
+
+def test_list_prints_the_weights_table(capsys):
+    """``--list`` prints the weights table (docs/weights.md carries it: tests/test_weights.py)."""
+    from zoo.models.weights import weights_markdown, weights_table
+    convert_weights.main(['--list'])
+    out = capsys.readouterr().out
+    assert out == weights_markdown() and len(out.strip().splitlines()) == len(weights_table()) + 2
+
+
+def test_table_name_as_input_knows_its_source(tmp_path, monkeypatch):
+    """``--input NAME``: the row's URL is fetched (here: served from a local file) and read with
+    the row's importer, whatever the keys look like."""
+    import zoo.models.weights as zweights
+    config = _write_config(tmp_path)
+    model = _build(config)
+    _randomize(model)
+    src = tmp_path / 'published.pdparams'
+    paddle.save(_to_paddleseg_names(model), str(src))
+    row = zweights.Weights('test_tiny_deeplabv3_paddleseg', 'DeepLabV3', 'paddleseg', 'https://example.org/tiny.pdparams')
+    monkeypatch.setitem(zweights._TABLE, row.name, row)
+    monkeypatch.setattr('zoo.utils.checkpoint.resolve_path', lambda url, sha256=None: str(src) if url == row.url else url)
+    out = tmp_path / 'converted.pdparams'
+    s = convert_weights_main(['--config', config, '--input', 'test_tiny_deeplabv3_paddleseg', '--output', str(out)])
+    assert s['source'] == 'paddleseg' and s['converted_tensors'] == len(model.state_dict())
+    other = tmp_path / 'other'
+    other.mkdir()
+    loaded = _build(_write_config(other, pretrained=row.name))
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(loaded.state_dict()[k].numpy(), v.numpy(), err_msg=k)

@@ -12,14 +12,20 @@ import paddle
 import pytest
 
 import zoo.models  # noqa: F401  (registers the heads)
-from zoo.models.convert import check_mapping, torch_to_paddle_names
+from _parity import assert_outputs, float64_model, load_reference_weights, stored, to_tensor
+from zoo.models.convert import check_mapping, torch_key
 from zoo.models.heads.fcn_head import DepthwiseSeparableFCNHead, FCNHead
-from zoo.utils.errors import CheckpointError
+from zoo.utils.errors import CheckpointError, ConfigError
 from zoo.utils.registry import HEADS
 
 MANIFEST = os.path.join(os.path.dirname(__file__), 'manifests', 'fast_scnn_mmseg.json')
 with open(MANIFEST) as f:
     HEAD_CASES = json.load(f)['parity']['heads']
+
+
+def torch_to_paddle_names(sd):
+    """mmseg (PyTorch) names -> ours: BN statistics renamed, batch counters dropped."""
+    return {torch_key(k): v for k, v in sd.items() if torch_key(k) is not None}
 
 
 def synthetic_state_dict(keys, seed=0):
@@ -45,6 +51,18 @@ def test_head_matches_mmseg_module_tree(name):
 def test_head_output_matched_mmseg(name):
     case = HEAD_CASES[name]
     assert case['max_abs_diff'] <= 1e-4 * max(1.0, case['ref_abs_max'])
+
+
+@pytest.mark.parametrize('name', sorted(HEAD_CASES))
+def test_head_reproduces_mmseg_stored_output(name):
+    """Our head with mmseg's seeded weights on the stored input gives mmseg's output (float64)."""
+    inputs, outputs, meta = stored('fast_scnn_mmseg')
+    case = meta['heads'][name]
+    head = load_reference_weights(float64_model(HEADS[case['type']], **case['kwargs']), meta, None,
+                                  key=f'head/{name}')
+    with paddle.no_grad():
+        ours = head([to_tensor(inputs[f'head/{name}'])])
+    assert_outputs({name: outputs[f'head/{name}']}, {name: ours})
 
 
 def test_a_wrong_tree_is_rejected():
@@ -99,9 +117,9 @@ def test_depthwise_separable_head_layers():
 
 
 def test_bad_arguments_raise():
-    with pytest.raises(ValueError, match='in_channels == channels'):
+    with pytest.raises(ConfigError, match='in_channels == channels'):
         FCNHead(8, 4, 3, num_convs=0)
-    with pytest.raises(ValueError, match='dilation'):
+    with pytest.raises(ConfigError, match='dilation'):
         DepthwiseSeparableFCNHead(8, 4, 3, dilation=2)
 
 

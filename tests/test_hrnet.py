@@ -9,10 +9,13 @@ import paddle
 import pytest
 
 import zoo
+from _parity import assert_outputs, float64_model, load_reference_weights, reference_weights, stored, to_tensor
 from zoo.export import without_pretrained
-from zoo.models.mcibi import import_sssegmentation
+from zoo.models.backbones.hrnet import HRNet, torch_imagenet_key
+from zoo.models.convert import load_weights
+from zoo.models.mcibi import sssegmentation_key
+from zoo.models.weights import lookup_weights
 from zoo.utils.config import Config
-from zoo.models.backbones.hrnet import PRETRAINED_URLS, HRNet, imagenet_hrnet_to_ours
 from zoo.utils.errors import ConfigError
 from zoo.utils.registry import BACKBONES
 
@@ -35,7 +38,7 @@ def test_sssegmentation_w48_fills_ours_exactly(manifest):
     with paddle.LazyGuard():
         m = HRNet(arch='hrnetv2_w48', mcibi_version=True, downsample_stride=2)
     ours = {k: list(v.shape) for k, v in m.state_dict().items()}
-    assert imagenet_hrnet_to_ours(ref) == ours
+    assert {torch_imagenet_key(k, m): v for k, v in ref.items() if torch_imagenet_key(k, m)} == ours
     assert m.feat_channels == [48 + 96 + 192 + 384]
     # 4 / 1 / 4 / 3 modules, four BasicBlocks per branch
     assert len(m.stage2) == 1 and len(m.stage3) == 4 and len(m.stage4) == 3
@@ -51,6 +54,24 @@ def test_parity_with_sssegmentation_recorded(manifest):
     q = p['hrnetv2_w48_mcibi_version_downsample2']
     assert q['input'] == [1, 3, 512, 1024] and q['outputs'] == [[1, 720, 64, 128]]
     assert max(q['max_abs_diff']) <= 1e-4
+
+
+def test_our_backbone_reproduces_sssegmentation_stored_outputs():
+    """Ours (HRNetV2-W48; and with ``mcibi_version`` + MCIBI's downsample conv), with
+    sssegmentation's seeded weights through the importer, on the stored inputs: its outputs
+    (float64, 1e-9 of their magnitude)."""
+    inputs, outputs, meta = stored('mcibi_backbones_sssegmentation')
+    model = load_reference_weights(float64_model(HRNet, arch='hrnetv2_w48'), meta, 'mmseg', key='hrnetv2_w48')
+    with paddle.no_grad():
+        ours = {'hrnetv2_w48/0': model(to_tensor(inputs['hrnetv2_w48']))[0]}
+    key = 'hrnetv2_w48_mcibi_version_downsample2'
+    # the reference wraps the backbone as ``backbone.*`` next to the segmentor's ``downsample_backbone.*``
+    sd = {(k[len('backbone.'):] if k.startswith('backbone.') else k): v for k, v in reference_weights(meta, key).items()}
+    model = float64_model(HRNet, arch='hrnetv2_w48', mcibi_version=True, downsample_stride=2)
+    model = load_reference_weights(model, meta, 'mmseg', key=key, state_dict=sd)
+    with paddle.no_grad():
+        ours[f'{key}/0'] = model(to_tensor(inputs[key]))[0]
+    assert_outputs({k: v for k, v in outputs.items() if k.startswith('hrnetv2_w48')}, ours)
 
 
 def tiny(**kw):
@@ -103,7 +124,8 @@ def test_named_arch_overrides():
 
 
 def test_imagenet_converter_drops_nothing_of_ours(tmp_path):
-    assert PRETRAINED_URLS['hrnetv2_w48'].endswith('hrnetv2_w48-d2186c55.pth')
+    row = lookup_weights('hrnetv2_w48')
+    assert row.url.endswith('hrnetv2_w48-d2186c55.pth') and row.source == 'mmseg' and row.model == 'HRNet'
     paddle.seed(1)
     src = tiny()
     sd = {k.replace('._mean', '.running_mean').replace('._variance', '.running_var'): v.numpy()
@@ -114,6 +136,8 @@ def test_imagenet_converter_drops_nothing_of_ours(tmp_path):
     dst = tiny(pretrained=path)
     for k, v in src.state_dict().items():
         np.testing.assert_array_equal(dst.state_dict()[k].numpy(), v.numpy())
+    loaded = load_weights(tiny(), path, strict=True)   # the ImageNet head is dropped on purpose
+    assert loaded.dropped[-1] == 'incre_modules.0.0.conv1.weight'
 
 
 def test_export_dynamic_hw(tmp_path):
@@ -154,7 +178,7 @@ def test_configs_recipes_build_and_take_sssegmentation_checkpoints(manifest):
     assert len(CONFIGS) == 4
     for path in CONFIGS:
         cfg = Config(path)
-        ds = os.path.basename(path).split('_')[3]
+        ds = os.path.basename(path).split('_')[2]
         classes, lr, wd, iters, mem_lr, mem_loss, total_batch, mcibi_version, stride = RECIPES[ds]
         d, m = cfg.dic, cfg.dic['model']
         assert (m['num_classes'], m['memory_base_lr'], m['use_memory_loss']) == (classes, mem_lr, mem_loss)
@@ -163,13 +187,13 @@ def test_configs_recipes_build_and_take_sssegmentation_checkpoints(manifest):
         assert d['iters'] == iters and d['batch_size'] * 8 == total_batch
         assert d['loss']['coef'] == [1.0, 0.4] + ([1.0] if mem_loss else [])
         assert (m['backbone']['mcibi_version'], m['backbone']['downsample_stride']) == (mcibi_version, stride)
-        assert m['backbone']['pretrained'] == PRETRAINED_URLS['hrnetv2_w48'] and m['aux_channels'] == 0
+        assert m['backbone']['pretrained'] == lookup_weights('hrnetv2_w48').url and m['aux_channels'] == 0
         with paddle.LazyGuard():
             model = zoo.build_model(without_pretrained(cfg))
         assert isinstance(model.backbone, HRNet) and model.backbone.feat_channels == [720]
         names = backbone + head + (down if stride > 1 else [])
-        ours = import_sssegmentation({k: None for k in names}, model)
-        assert set(ours) == set(model.state_dict())
+        ours = {sssegmentation_key(k) for k in names} - {None}
+        assert ours == set(model.state_dict())
 
 
 def test_config_forward_backward_with_a_narrow_trunk():

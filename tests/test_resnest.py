@@ -9,11 +9,14 @@ import paddle
 import pytest
 
 import zoo
+from _parity import assert_outputs, float64_model, load_reference_weights, stored, to_tensor
 from zoo.export import without_pretrained
-from zoo.models.mcibi import import_sssegmentation
+from zoo.models.backbones.resnest import ResNeSt, ResNeStBottleneck, SplitAttentionConv2D
+from zoo.models.backbones.resnet import ResNet, torch_imagenet_key
+from zoo.models.convert import load_weights
+from zoo.models.mcibi import sssegmentation_key
+from zoo.models.weights import lookup_weights
 from zoo.utils.config import Config
-from zoo.models.backbones.resnest import PRETRAINED_URLS, ResNeSt, SplitAttentionConv2D, imagenet_resnest_to_ours
-from zoo.utils.checkpoint import load_pretrained
 from zoo.utils.errors import ConfigError
 from zoo.utils.registry import BACKBONES
 
@@ -31,8 +34,22 @@ def tiny(**kw):
     return ResNeSt(depth=50, stem_channels=16, base_channels=8, **kw)
 
 
-def test_registered():
+def renamed(model, names):
+    """{our key: value} of an OpenMMLab-named ImageNet state dict, through ResNet's importer."""
+    out = {}
+    for k, v in names.items():
+        new = torch_imagenet_key(k, model)
+        if new is not None:
+            out[new] = v
+    return out
+
+
+def test_registered_and_a_block_of_resnet():
     assert BACKBONES.get('ResNeSt') is ResNeSt
+    with paddle.LazyGuard():
+        m = ResNeSt(depth=50)
+    # one trunk: ResNeSt is ResNet's stem, stages and forward with the split-attention block
+    assert type(m) is ResNet and all(isinstance(b, ResNeStBottleneck) for b in m.layer3)
 
 
 def test_sssegmentation_resnest101_fills_ours_exactly(manifest):
@@ -40,7 +57,7 @@ def test_sssegmentation_resnest101_fills_ours_exactly(manifest):
     with paddle.LazyGuard():
         m = ResNeSt(depth=101, output_stride=8)
     ours = {k: list(v.shape) for k, v in m.state_dict().items()}
-    converted = imagenet_resnest_to_ours(ref)   # values are shapes here: the rename is what is checked
+    converted = renamed(m, ref)   # values are shapes here: the rename is what is checked
     assert converted == ours
     assert m.feat_channels == [256, 512, 1024, 2048]
     # deep stem 64-64-128, split attention radix 2: conv -> 2 x width, fc1 >= 32 channels
@@ -57,6 +74,18 @@ def test_parity_with_sssegmentation_recorded(manifest):
     # in float64 the two agree to rounding, so the mapping itself is exact
     assert all(d <= 1e-4 * r for d, r in zip(p['max_abs_diff'], p['max_abs_ref']))
     assert max(p['float64_1x3x96x96_max_abs_diff']) <= 1e-6
+
+
+def test_our_backbone_reproduces_sssegmentation_stored_outputs():
+    """Ours (ResNeSt-101, output stride 8), with sssegmentation's seeded weights through ResNet's
+    importer, on the stored input: its four stage outputs (float64, 1e-9 of their magnitude)."""
+    inputs, outputs, meta = stored('mcibi_backbones_sssegmentation')
+    model = load_reference_weights(float64_model(ResNeSt, depth=101, output_stride=8), meta, 'mmseg',
+                                   key='resnest101')
+    with paddle.no_grad():
+        feats = model(to_tensor(inputs['resnest101']))
+    assert_outputs({k: v for k, v in outputs.items() if k.startswith('resnest101/')},
+                   {f'resnest101/{i}': f for i, f in enumerate(feats)})
 
 
 def test_os8_layout_contract_dilation_and_avg_after_conv():
@@ -111,7 +140,9 @@ def test_bad_options_raise_config_error():
 
 
 def test_imagenet_converter_and_pretrained_loading(tmp_path):
-    assert PRETRAINED_URLS[101].endswith('resnest101_d2-f3b931b2.pth')
+    row = lookup_weights('resnest101_d2')
+    assert row.url.endswith('resnest101_d2-f3b931b2.pth') and row.sha256 == 'f3b931b2' and row.model == 'ResNet'
+    assert lookup_weights(row.url) is row
     paddle.seed(1)
     src = tiny()
     torch_names = {}
@@ -125,11 +156,10 @@ def test_imagenet_converter_and_pretrained_loading(tmp_path):
     for k, v in src.state_dict().items():
         np.testing.assert_array_equal(dst.state_dict()[k].numpy(), v.numpy())
     # the original ResNeSt release's stem names
-    orig = imagenet_resnest_to_ours({'conv1.0.weight': 1, 'conv1.4.weight': 2, 'bn1.running_mean': 3,
-                                     'layer1.0.bn1.weight': 4})
+    orig = renamed(dst, {'conv1.0.weight': 1, 'conv1.4.weight': 2, 'bn1.running_mean': 3, 'layer1.0.bn1.weight': 4})
     assert orig == {'stem.0.weight': 1, 'stem.4.weight': 2, 'stem.7._mean': 3, 'layer1.0.bn1.weight': 4}
-    missing, unexpected = load_pretrained(tiny(), path, converter=imagenet_resnest_to_ours)
-    assert not missing and unexpected == ['fc.weight']
+    loaded = load_weights(tiny(), path, strict=False)
+    assert not loaded.missing and not loaded.unexpected and 'fc.weight' in loaded.dropped  # ImageNet classifier
 
 
 def test_export_dynamic_hw(tmp_path):
@@ -175,7 +205,7 @@ def test_configs_recipes_build_and_take_sssegmentation_checkpoints(manifest):
     assert len(CONFIGS) == 4
     for path in CONFIGS:
         cfg = Config(path)
-        ds = os.path.basename(path).split('_')[3]
+        ds = os.path.basename(path).split('_')[2]
         classes, lr, wd, end_lr, iters, mem_lr, mem_loss, total_batch = RECIPES[ds]
         d, m = cfg.dic, cfg.dic['model']
         assert (m['num_classes'], m['memory_base_lr'], m['use_memory_loss']) == (classes, mem_lr, mem_loss)
@@ -183,13 +213,14 @@ def test_configs_recipes_build_and_take_sssegmentation_checkpoints(manifest):
         assert d['lr_scheduler']['learning_rate'] == lr and d['lr_scheduler']['end_lr'] == pytest.approx(end_lr)
         assert d['optimizer']['weight_decay'] == wd and d['iters'] == iters and d['batch_size'] * 8 == total_batch
         assert d['loss']['coef'] == [1.0, 0.4, 0.4] + ([1.0] if mem_loss else [])
-        assert m['backbone']['pretrained'] == PRETRAINED_URLS[101]
+        assert m['backbone']['pretrained'] == lookup_weights('resnest101_d2').url
         with paddle.LazyGuard():
             model = zoo.build_model(without_pretrained(cfg))
-        assert isinstance(model.backbone, ResNeSt) and model.backbone.feat_channels == [256, 512, 1024, 2048]
+        assert isinstance(model.backbone.layer1[0], ResNeStBottleneck)
+        assert model.backbone.feat_channels == [256, 512, 1024, 2048]
         names = sssegmentation_mcibi_names(manifest['models']['ResNeSt-101-D8'])
-        ours = import_sssegmentation({k: None for k in names}, model)
-        assert set(ours) == set(model.state_dict())
+        ours = {sssegmentation_key(k) for k in names} - {None}
+        assert ours == set(model.state_dict())
 
 
 def test_config_forward_backward_with_a_narrow_trunk():

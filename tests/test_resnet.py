@@ -1,5 +1,4 @@
 """ResNet backbones: strides/dilations per family, shortcut layout, pretrained loading."""
-import os
 import tarfile
 
 import numpy as np
@@ -7,9 +6,8 @@ import paddle
 import paddle.nn as nn
 import pytest
 
-from zoo.models.backbones.resnet import (ResNet, ResNet18_vd, ResNet50_vd, ResNetV1c, backbone_state_dict_to_ours,
-                                         paddleseg_resnet_vd_key, paddleseg_resnet_vd_to_ours)
-from zoo.utils.checkpoint import load_pretrained
+from zoo.models.backbones.resnet import ResNet, ResNet18_vd, ResNet50_vd, ResNetV1c, paddleseg_resnet_vd_key
+from zoo.models.convert import convert, detect_source, load_weights
 from zoo.utils.errors import CheckpointError, ConfigError
 from zoo.utils.registry import BACKBONES
 
@@ -88,6 +86,19 @@ def test_bad_options_raise_config_error():
         ResNet(depth=18, output_stride=8, multi_grid=[1, 2, 4])  # ResNet-18 stage 4 has 2 blocks
 
 
+def test_basic_block_dilation_paddleseg_vs_mmseg():
+    """In a dilated stage PaddleSeg's ResNet_vd BasicBlock dilates both 3x3 convs, mmseg's
+    (ResNetV1c / V1d) the first only (found by adding mmseg's FCN R-18-D8, whose outputs then
+    matched mmseg's to 2e-12 in float64)."""
+    with paddle.LazyGuard():
+        vd = ResNet18_vd(output_stride=8)
+        v1c = ResNetV1c(depth=18, strides=(1, 2, 1, 1), dilations=(1, 1, 2, 4), contract_dilation=True)
+        v1c50 = ResNetV1c(depth=50, strides=(1, 2, 1, 1), dilations=(1, 1, 2, 4), contract_dilation=True)
+    assert [b.conv2._dilation[0] for b in vd.layer4] == [4, 4]
+    assert [(b.conv1._dilation[0], b.conv2._dilation[0]) for b in v1c.layer4] == [(2, 1), (4, 1)]
+    assert [b.conv2._dilation[0] for b in v1c50.layer4] == [2, 4, 4]   # Bottleneck: the 3x3 is conv2
+
+
 def test_paddleseg_key_rename():
     assert paddleseg_resnet_vd_key('conv1_1._conv.weight') == 'stem.0.weight'
     assert paddleseg_resnet_vd_key('conv1_3._batch_norm._variance') == 'stem.7._variance'
@@ -96,8 +107,9 @@ def test_paddleseg_key_rename():
     assert paddleseg_resnet_vd_key('bb_1_0.short._conv.weight') == 'layer2.0.downsample.1.weight'
     assert paddleseg_resnet_vd_key('bb_1_0.short._batch_norm._mean') == 'layer2.0.downsample.2._mean'
     assert paddleseg_resnet_vd_key('fc.weight') is None
-    with pytest.raises(CheckpointError, match='bb_0_0.conv9'):
-        paddleseg_resnet_vd_to_ours({'backbone.bb_0_0.conv9._conv.weight': 0}, 'backbone.', 'backbone.')
+    m = tiny_vd()
+    with pytest.raises(CheckpointError, match='bb_0_0.conv9'):   # not a ResNet_vd layer: reported by name
+        convert(m, 'paddleseg', {'bb_0_0.conv9._conv.weight': np.zeros([1], 'float32')})
 
 
 def _paddleseg_style_checkpoint(model):
@@ -132,8 +144,9 @@ def test_pretrained_paddleseg_tar_gz_loads_by_name(tmp_path):
     archive = tmp_path / 'resnet18_vd.tar.gz'
     with tarfile.open(archive, 'w:gz') as tar:
         tar.add(folder, arcname='ResNet18_vd_pretrained')
-    missing, unexpected = load_pretrained(m, str(archive), converter=backbone_state_dict_to_ours)
-    assert missing == [] and unexpected == ['fc_0.w_0']
+    assert detect_source(m, sd) == 'paddleseg'
+    loaded = load_weights(m, str(archive), strict=False)
+    assert loaded.missing == [] and loaded.unexpected == ['fc_0.w_0']
     np.testing.assert_array_equal(m.stem[0].weight.numpy(), sd['conv1_1._conv.weight'])
     np.testing.assert_array_equal(m.layer3[0].downsample[2]._mean.numpy(), sd['bb_2_0.short._batch_norm._mean'])
     np.testing.assert_array_equal(m.layer4[1].bn2.weight.numpy(), sd['bb_3_1.conv1._batch_norm.weight'])
@@ -153,11 +166,11 @@ def test_pretrained_torch_names_and_missing_keys_reported(tmp_path):
     del torch_sd['layer4.1.conv2.weight']
     path = tmp_path / 'v1c.pdparams'
     paddle.save(torch_sd, str(path))
-    missing, unexpected = load_pretrained(m, str(path), converter=backbone_state_dict_to_ours)
-    assert missing == ['layer4.1.conv2.weight'] and unexpected == []
+    loaded = load_weights(m, str(path), strict=False)
+    assert loaded.missing == ['layer4.1.conv2.weight'] and loaded.unexpected == []
     assert float(m.layer1[0].bn1._variance.numpy()[0]) == 0.5
     with pytest.raises(CheckpointError, match='layer4.1.conv2.weight'):
-        load_pretrained(m, str(path), converter=backbone_state_dict_to_ours, strict=True)
+        load_weights(m, str(path), strict=True)
 
 
 def test_missing_pretrained_file_is_one_line_error(tmp_path):

@@ -8,8 +8,10 @@ import numpy as np
 import paddle
 import pytest
 
-from zoo.models.backbones.vit import (PRETRAINED_URLS, VisionTransformer, is_linear_weight, resize_pos_embed_numpy,
-                                      timm_vit_key, timm_vit_to_ours)
+from _parity import assert_outputs, float64_model, load_reference_weights, reference_weights, stored, to_tensor
+from zoo.models.backbones.vit import VisionTransformer, is_linear_weight, resize_pos_embed_numpy, timm_vit_key
+from zoo.models.convert import detect_source, rename
+from zoo.models.weights import lookup_weights
 from zoo.utils.errors import ConfigError
 from zoo.utils.registry import BACKBONES
 
@@ -69,7 +71,9 @@ def test_timm_vit_large_384_names_map_onto_ours(manifest, vit_large_shapes):
     assert mapped.pop('ln1.weight') == [1024] and mapped.pop('ln1.bias') == [1024]
     expect = {k: v for k, v in ours.items() if k != 'pos_embed' and not k.startswith('norm_layers.')}
     assert mapped == expect
-    assert PRETRAINED_URLS['jx_vit_large_p16_384'].endswith('jx_vit_large_p16_384-b3be5167.pth')
+    row = lookup_weights('jx_vit_large_p16_384')
+    assert row.url.endswith('jx_vit_large_p16_384-b3be5167.pth') and row.source == 'timm'
+    assert row.sha256 == 'b3be5167'  # the file name's SHA-256 prefix (timm / torch.hub convention)
 
 
 def test_parity_with_sssegmentation_recorded(manifest):
@@ -78,6 +82,32 @@ def test_parity_with_sssegmentation_recorded(manifest):
     assert p['1x3x500x520']['outputs'] == [[1, 1024, 32, 33]] * 4
     assert max(p['1x3x512x512']['max_abs_diff']) <= 1e-4
     assert max(p['1x3x500x520']['max_abs_diff']) <= 1e-4
+
+
+def test_our_backbone_reproduces_sssegmentation_stored_outputs():
+    """Ours (a narrow ViT: ViT-L's code, width 64, 6 layers, with MCIBI's per-output LayerNorms),
+    with sssegmentation's seeded weights through the timm importer (its names, torch [out, in]
+    linear weights), on the stored inputs: at ``img_size`` and at an odd size (adaptive padding,
+    position embeddings resized) its outputs, in float64 to 1e-8 / 5e-8 of their magnitude, not
+    1e-9: Paddle keeps a LayerNorm's epsilon in float32 (1e-6 -> 9.99999997e-7, measured 6e-10
+    relative on inputs of variance 1e-6) and a bilinear resize's scale ratio too (the odd-size
+    position embeddings); a float32 computation anywhere would show at ~1e-6."""
+    inputs, outputs, meta = stored('mcibi_backbones_sssegmentation')
+    v = meta['vit']
+    sd = {(k[len('backbone.'):] if k.startswith('backbone.') else k): w
+          for k, w in reference_weights(meta, 'vit').items()}
+    model = float64_model(VisionTransformer, img_size=v['img_size'], patch_size=v['patch_size'],
+                          embed_dims=v['embed_dims'], num_layers=v['num_layers'], num_heads=v['num_heads'],
+                          mlp_ratio=v['mlp_ratio'], out_indices=v['out_indices'], out_norm=True)
+    model = load_reference_weights(model, meta, 'timm', key='vit', state_dict=sd)
+    ours = {}
+    with paddle.no_grad():
+        for key in ('vit', 'vit_odd_size'):
+            for i, f in enumerate(model(to_tensor(inputs[key]))):
+                ours[f'{key}/{i}'] = f
+    for key, tolerance in (('vit/', 1e-8), ('vit_odd_size/', 5e-8)):
+        assert_outputs({k: w for k, w in outputs.items() if k.startswith(key)},
+                       {k: w for k, w in ours.items() if k.startswith(key)}, tolerance)
 
 
 def test_forward_backward_odd_size_and_padding():
@@ -128,9 +158,17 @@ def test_timm_checkpoint_import_and_pos_embed_resize(tmp_path):
     x = paddle.randn([1, 3, 64, 64])
     for a, b in zip(src(x), dst(x)):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
+    assert detect_source(dst, timm) == 'timm'
+    # our own Paddle file (square out_proj weights!) is recognised as ours and not transposed
+    ours = str(tmp_path / 'ours.pdparams')
+    paddle.save(src.state_dict(), ours)
+    assert detect_source(dst, {k: v.numpy() for k, v in src.state_dict().items()}) == 'ours'
+    again = narrow(final_norm=True, pretrained=ours)
+    np.testing.assert_array_equal(again.layers[0].attn.attn.out_proj.weight.numpy(),
+                                  src.layers[0].attn.attn.out_proj.weight.numpy())
     # a checkpoint for another grid (2 x 2) is resized bilinearly to ours (4 x 4)
     small = {**timm, 'pos_embed': timm['pos_embed'][:, :5]}
-    conv = timm_vit_to_ours(small, pos_hw=(4, 4))
+    conv = rename(dst, 'timm', small)
     assert conv['pos_embed'].shape == (1, 17, 32)
     np.testing.assert_array_equal(conv['pos_embed'][:, 0], small['pos_embed'][:, 0])     # class token kept
     grid = small['pos_embed'][0, 1:].reshape(2, 2, 32)

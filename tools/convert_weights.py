@@ -7,12 +7,16 @@
         --config configs/deeplabv3/deeplabv3_r50-d8_cityscapes_512x1024_80k.yml \\
         --input deeplabv3_r50-d8_512x1024_80k_cityscapes_20200606_113404-b92cfdd4.pth --output r50_d8.pdparams
 
+    python tools/convert_weights.py --list       # the weights table: names, URLs, sources, reported mIoU
+
 The model named by the config decides the importer (each model file registers its own,
-``zoo.models.convert``). The conversion is strict: every source tensor used, every model
-parameter filled, every shape equal, else one error line and exit 2. PyTorch files (``.pth``)
-are read with torch when installed (``pip install -e .[convert]``, ``weights_only=True``), Paddle
-files with the project's allow-list unpickler; weights holding NaN/inf are refused. The output is
-written atomically (mode from the umask, like any new file) and loads with
+``zoo.models.convert``); ``--input`` may be a weights-table name (its source is then known) and
+``--from`` is detected from the key names when omitted. The conversion is strict: every source
+tensor used or dropped on purpose, every model parameter filled, every shape equal, else one
+error line and exit 2. PyTorch files (``.pth``) are read with torch when installed
+(``pip install -e .[convert]``, ``weights_only=True``), Paddle files with the project's
+allow-list unpickler; weights holding NaN/inf are refused. The output is written atomically
+(mode from the umask, like any new file) and loads with
 ``model.pretrained: OUT.pdparams`` or ``--model_path``.
 """
 import argparse
@@ -27,14 +31,19 @@ from zoo.utils.cli import main_wrapper  # noqa: E402
 def parse_args(argv=None):
     from zoo.models.convert import SOURCES
     p = argparse.ArgumentParser(description='Convert a foreign checkpoint into this zoo\'s names.')
-    p.add_argument('--from', dest='source', required=True, choices=SOURCES, help='project the checkpoint comes from')
-    p.add_argument('--config', required=True, help='YAML config of the target model')
-    p.add_argument('--input', required=True, help='source checkpoint (.pdparams, .pth, or a URL)')
-    p.add_argument('--output', required=True, help='where to write the converted .pdparams')
+    p.add_argument('--from', dest='source', choices=sorted(SOURCES),
+                   help='project the checkpoint comes from (default: the weights table, else detected from its keys)')
+    p.add_argument('--config', help='YAML config of the target model')
+    p.add_argument('--input', help='source checkpoint: a weights-table name (see --list), a URL or a file')
+    p.add_argument('--output', help='where to write the converted .pdparams')
     p.add_argument('--ignore', nargs='*', default=[],
                    help='source key prefixes to drop on purpose (e.g. an unused classifier)')
     p.add_argument('--opts', nargs='+', default=[], help='config overrides: key.subkey=value ...')
-    return p.parse_args(argv)
+    p.add_argument('--list', action='store_true', help='print the weights table (Markdown) and exit')
+    args = p.parse_args(argv)
+    if not args.list and not (args.config and args.input and args.output):
+        p.error('--config, --input and --output are required (or --list)')
+    return args
 
 
 def build_target(config, opts=()):
@@ -42,46 +51,26 @@ def build_target(config, opts=()):
     import paddle
 
     import zoo
+    from zoo.models.weights import without_pretrained
     from zoo.utils.config import Config
-    cfg = Config(config, opts=list(opts))
-    model_cfg = cfg.dic.get('model', {})
-    model_cfg['pretrained'] = None
-    backbone = model_cfg.get('backbone')
-    if isinstance(backbone, dict) and 'pretrained' in backbone:
-        backbone['pretrained'] = None
     with paddle.LazyGuard():
-        return zoo.build_model(cfg)
-
-
-def convert_file(source, config, input_path, output, ignore=(), opts=()):
-    """Convert ``input_path`` and write ``output``; returns a summary dict."""
-    import numpy as np
-    import paddle
-
-    from zoo.models.convert import convert
-    from zoo.utils.atomic import WriteError
-    from zoo.utils.checkpoint import atomic_save, read_state_dict, require_finite
-
-    if os.path.isdir(output):  # fail before the slow part
-        raise WriteError(f'--output {output} is a folder; give the file to write, e.g. '
-                         f'{os.path.join(output, "model.pdparams")}')
-    model = build_target(config, opts)
-    src = read_state_dict(input_path, f'{source} checkpoint')
-    require_finite(src, input_path)
-    src = {k: (v.numpy() if hasattr(v, 'numpy') else np.asarray(v)) for k, v in src.items()}
-    out = convert(model, source, src, ignore_source=tuple(ignore))
-    atomic_save({k: paddle.to_tensor(v) for k, v in out.items()}, output)
-    ignored = [k for k in src if k.startswith(tuple(ignore))] if ignore else []
-    return {'model': type(model).__name__, 'source_tensors': len(src), 'ignored': ignored,
-            'converted_tensors': len(out), 'values': int(sum(np.asarray(v).size for v in out.values())),
-            'output': output}
+        return zoo.build_model(without_pretrained(Config(config, opts=list(opts))))
 
 
 def main(argv=None):
     args = parse_args(argv)
-    s = convert_file(args.source, args.config, args.input, args.output, args.ignore, args.opts)
-    print(f'{args.source} -> {s["model"]}: {s["source_tensors"]} source tensors, '
-          f'{len(s["ignored"])} ignored by --ignore, {s["converted_tensors"]} tensors '
+    from zoo.models.convert import convert_checkpoint
+    from zoo.models.weights import weights_markdown
+    if args.list:
+        print(weights_markdown(), end='')
+        return 0
+    if os.path.isdir(args.output):  # fail before the slow part (building the model)
+        from zoo.utils.atomic import WriteError
+        raise WriteError(f'--output {args.output} is a folder; give the file to write, e.g. '
+                         f'{os.path.join(args.output, "model.pdparams")}')
+    s = convert_checkpoint(build_target(args.config, args.opts), args.input, args.output, args.source, args.ignore)
+    print(f'{s["source"]} -> {s["model"]}: {s["source_tensors"]} source tensors, '
+          f'{len(s["dropped"])} dropped ({len(s["ignored"])} by --ignore), {s["converted_tensors"]} tensors '
           f'({s["values"]:,} values) written to {s["output"]}')
     return 0
 

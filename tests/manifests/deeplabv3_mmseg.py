@@ -25,6 +25,13 @@ auxiliary FCN head at feature resolution) are compared on a 1x3x512x1024 input.
 port computes the same function the difference drops to ~1e-9, separating rounding from
 structure. ``--reference-noise`` measures the reference against itself (its float32 vs float64
 logits at 1x3x512x1024), the floor any float32 port can hope for.
+
+``--outputs`` (torch and mmseg only) writes ``deeplabv3_mmseg.npz``: the R-50-D8 model with
+seeded float64 weights (``seeded.py``), a seeded 1x3x128x128 input (16x16 features: the rate-12
+ASPP branch reaches real pixels) and its decode and auxiliary logits resized to the input, which
+``tests/test_deeplabv3.py`` compares with ours on every run:
+
+    /work/scratch/envs/mmseg/bin/python tests/manifests/deeplabv3_mmseg.py --outputs
 """
 import argparse
 import json
@@ -153,8 +160,29 @@ def reference_noise(name, ref):
     return {'input': [1, 3, 512, 1024], 'max_abs_diff': diff}
 
 
+def stored_outputs(name='deeplabv3_r50-d8_cityscapes'):
+    import torch
+    import torch.nn.functional as TF
+    from seeded import fill_torch_model, save_outputs, seeded_input
+    config, mm_config, num_classes = CASES[name]
+    ref, version = build_reference(mm_config)
+    meta = {'reference': f'mmsegmentation {version}, configs/{mm_config}', 'torch': torch.__version__,
+            'config': config, 'num_classes': num_classes, 'weights': {'model': fill_torch_model(ref)}}
+    ref.eval()
+    inputs = {'image': seeded_input((1, 3, 128, 128), seed=1)}
+    with torch.no_grad():
+        x = torch.from_numpy(inputs['image'])
+        feats = ref.extract_feat(x)
+        outputs = {part: TF.interpolate(head(feats), size=x.shape[2:], mode='bilinear', align_corners=False).numpy()
+                   for part, head in (('decode_head', ref.decode_head), ('auxiliary_head', ref.auxiliary_head))}
+    path = OUT.replace('.json', '.npz')
+    save_outputs(path, inputs, outputs, meta)
+    print('wrote', path, {k: v.shape for k, v in outputs.items()})
+
+
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument('--outputs', action='store_true', help='write deeplabv3_mmseg.npz (see the docstring)')
     ap.add_argument('--parity', action='store_true')
     ap.add_argument('--cases', nargs='*', default=list(CASES))
     ap.add_argument('--reference-noise', action='store_true',
@@ -162,6 +190,8 @@ def main():
     ap.add_argument('--float64', action='store_true',
                     help='diagnostic: both models in float64 on 1x3x128x256 (stored as parity_float64)')
     args = ap.parse_args()
+    if args.outputs:
+        return stored_outputs()
     import torch
     torch.manual_seed(0)
     torch.set_num_threads(2)

@@ -14,6 +14,12 @@ configs) and writes every state-dict name and shape to ``deeplabv3_paddleseg.jso
 statistics calibrated by one train-mode pass with momentum 0 on a 1x3x128x256 input), converts
 its state dict with our importer into the model built from our config, and compares eval-mode
 logits on a 1x3x512x1024 input; the max abs differences are stored in the JSON.
+
+``--outputs`` (PaddleSeg only, not our code) writes ``deeplabv3_paddleseg.npz``: PaddleSeg's
+ResNet50_vd DeepLabV3 built in float64 with seeded weights (``seeded.py``), a seeded 1x3x128x128
+input and its logits, which ``tests/test_deeplabv3.py`` compares with ours on every run:
+
+    /work/scratch/envs/paddleseg/bin/python tests/manifests/deeplabv3_paddleseg.py --outputs
 """
 import argparse
 import json
@@ -88,11 +94,32 @@ def parity(name, config, ref, num_classes):
             'argmax_agreement': float((a.argmax(1) == b.argmax(1)).mean())}
 
 
+def stored_outputs(name='deeplabv3_resnet50_os8_cityscapes'):
+    import paddleseg
+    from seeded import fill_paddle_model, save_outputs, seeded_input
+    config, backbone, num_classes = CASES[name]
+    paddle.set_device('cpu')
+    paddle.set_default_dtype('float64')
+    ref = build_reference(backbone, num_classes)
+    meta = {'reference': f'paddleseg {paddleseg.__version__} DeepLabV3 + {backbone}', 'paddle': paddle.__version__,
+            'config': config, 'num_classes': num_classes, 'weights': {'model': fill_paddle_model(ref)}}
+    ref.eval()
+    inputs = {'image': seeded_input((1, 3, 128, 128), seed=1)}
+    with paddle.no_grad():
+        outputs = {'logits': ref(paddle.to_tensor(inputs['image']))[0].numpy()}
+    path = OUT.replace('.json', '.npz')
+    save_outputs(path, inputs, outputs, meta)
+    print('wrote', path, {k: v.shape for k, v in outputs.items()})
+
+
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument('--outputs', action='store_true', help='write deeplabv3_paddleseg.npz (see the docstring)')
     ap.add_argument('--parity', action='store_true')
     ap.add_argument('--cases', nargs='*', default=list(CASES))
     args = ap.parse_args()
+    if args.outputs:
+        return stored_outputs()
     import paddleseg
     paddle.set_device('cpu')
     paddle.seed(0)

@@ -15,6 +15,13 @@ It records
   DMHead alone on random stride-8 features of a 1x3x512x1024 image (batch 1 and 2),
   DCMs with even filter sizes (mmseg pads those asymmetrically), and the whole R-50-D8
   DMNet on a 1x3x512x1024 image (BN statistics calibrated first, see PLATFORM.md).
+
+With ``--outputs`` (torch and mmseg only, no Paddle) it writes ``dmnet_mmseg.npz`` instead: the
+R-50-D8 DMNet and a DMHead with even filter sizes with seeded float64 weights (``seeded.py``),
+their seeded inputs (batch 2: the filters are generated per sample) and outputs, which
+``tests/test_dmnet.py`` compares with ours on every run:
+
+    /work/scratch/envs/mmseg/bin/python tests/manifests/dmnet_mmseg.py --outputs
 """
 import datetime
 import json
@@ -53,15 +60,7 @@ from mmengine.config import Config  # noqa: E402
 from mmseg.registry import MODELS  # noqa: E402
 from mmseg.utils import register_all_modules  # noqa: E402
 
-import paddle  # noqa: E402
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
-from zoo.models.backbones.resnet import ResNetV1c  # noqa: E402
-from zoo.models.convert import convert  # noqa: E402
-from zoo.models.dmnet import DMHead, DMNet  # noqa: E402
-
 register_all_modules()
-paddle.set_device('cpu')
 CFG_DIR = os.path.join(os.path.dirname(mmseg.__file__), '.mim', 'configs', 'dmnet')
 
 
@@ -145,17 +144,34 @@ def max_diff(a, b):
     return float(np.abs(np.asarray(a) - np.asarray(b)).max())
 
 
+def _zoo():
+    """Paddle and our code, for the parity part (the reference environment needs paddle then)."""
+    global paddle, ResNetV1c, convert, DMHead, DMNet
+    import paddle
+    sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
+    from zoo.models.backbones.resnet import ResNetV1c
+    from zoo.models.convert import convert
+    from zoo.models.dmnet import DMNet
+    from zoo.models.heads.dm_head import DMHead
+    paddle.set_device('cpu')
+
+
+def _mmseg_dmhead(filter_sizes, in_channels, channels):
+    return MODELS.build(dict(type='DMHead', in_channels=in_channels, in_index=3, channels=channels,
+                             filter_sizes=filter_sizes, dropout_ratio=0.1, num_classes=19,
+                             norm_cfg=dict(type='BN', requires_grad=True), align_corners=False))
+
+
 def head_parity(filter_sizes, in_channels, channels, shape, seed):
+    from zoo.models.convert import check_mapping, torch_key
     torch.manual_seed(seed)
-    ref = MODELS.build(dict(type='DMHead', in_channels=in_channels, in_index=3, channels=channels,
-                            filter_sizes=filter_sizes, dropout_ratio=0.1, num_classes=19,
-                            norm_cfg=dict(type='BN', requires_grad=True), align_corners=False))
+    ref = _mmseg_dmhead(filter_sizes, in_channels, channels)
     randomize_bn(ref, seed)
     ref.eval()
     ours = DMHead(in_channels, channels, 19, filter_sizes=filter_sizes, in_index=3)
-    src = {f'decode_head.{k}': v for k, v in to_numpy(ref.state_dict()).items()}
-    converted = convert(_HeadHolder(ours), 'mmseg', src)
-    ours.set_state_dict({k[len('decode_head.'):]: v for k, v in converted.items()})
+    converted = {torch_key(k): v for k, v in to_numpy(ref.state_dict()).items() if torch_key(k)}
+    check_mapping(converted, ours)   # the head's names are mmseg's up to BN statistics
+    ours.set_state_dict(converted)
     ours.eval()
     rng = np.random.default_rng(seed)
     feats = [rng.standard_normal((shape[0], in_channels, shape[1], shape[2])).astype('float32') for _ in range(4)]
@@ -164,21 +180,6 @@ def head_parity(filter_sizes, in_channels, channels, shape, seed):
     with paddle.no_grad():
         o = ours([paddle.to_tensor(f) for f in feats]).numpy()
     return max_diff(r, o), float(np.abs(r).max())
-
-
-class _HeadHolder(paddle.nn.Layer):
-    """A stand-in segmentor holding only ``decode_head`` so ``convert`` can check the head."""
-
-    def __init__(self, head):
-        super().__init__()
-        self.decode_head = head
-        self.auxiliary_head = None
-
-
-def _register_holder():
-    from zoo.models.convert import register_importer
-    from zoo.models.dmnet import mmseg_dmnet_to_ours
-    register_importer('_HeadHolder', 'mmseg')(lambda sd, model: mmseg_dmnet_to_ours(sd, has_auxiliary=False))
 
 
 def model_parity(cfg_name, depth, hw, seed=0):
@@ -212,8 +213,33 @@ def model_parity(cfg_name, depth, hw, seed=0):
             'head_on_mmseg_features_max_abs_diff': max_diff(r, o_on_ref)}
 
 
+def stored_outputs():
+    """mmseg's R-50-D8 DMNet (Cityscapes config) on a seeded 2x3x64x64 input: decode and auxiliary
+    logits resized to the input; its DMHead with even filters (2, 4, 6) on 2x64x13x17 features."""
+    from seeded import fill_torch_model, save_outputs, seeded_input
+    cfg_name = 'dmnet_r50-d8_4xb2-40k_cityscapes-512x1024.py'
+    ref, _ = build_mmseg(cfg_name)
+    meta = {'reference': f'mmsegmentation {mmseg.__version__}, configs/dmnet/{cfg_name}', 'torch': torch.__version__,
+            'num_classes': 19, 'weights': {'model': fill_torch_model(ref)}}
+    ref.eval()
+    inputs = {'image': seeded_input((2, 3, 64, 64), seed=1), 'head/even_filters': seeded_input((2, 64, 13, 17), 2)}
+    head = _mmseg_dmhead((2, 4, 6), 64, 32)
+    meta['weights']['head/even_filters'] = fill_torch_model(head, seed=1)
+    head.eval()
+    with torch.no_grad():
+        x = torch.from_numpy(inputs['image'])
+        feats = ref.extract_feat(x)
+        outputs = {name: TF.interpolate(h(feats), size=x.shape[2:], mode='bilinear', align_corners=False).numpy()
+                   for name, h in (('decode_head', ref.decode_head), ('auxiliary_head', ref.auxiliary_head))}
+        f = torch.from_numpy(inputs['head/even_filters'])
+        outputs['head/even_filters'] = head([f, f, f, f]).numpy()
+    path = OUT.replace('.json', '.npz')
+    save_outputs(path, inputs, outputs, meta)
+    print('wrote', path, {k: v.shape for k, v in outputs.items()})
+
+
 def main():
-    _register_holder()
+    _zoo()
     out = {'generated_by': 'tests/manifests/dmnet_mmseg.py',
            'date': datetime.date.today().isoformat(),
            'versions': {'mmsegmentation': mmseg.__version__, 'torch': torch.__version__,
@@ -245,4 +271,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    stored_outputs() if '--outputs' in sys.argv else main()

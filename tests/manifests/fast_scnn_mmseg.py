@@ -18,6 +18,13 @@ NOT part of ``make test``:
    dilation, num_convs 0/1/2) -- keys, shapes and eval-mode output difference.
 4. Writes ``fast_scnn_mmseg.json`` next to this file: keys, shapes, provenance, differences.
 
+With ``--outputs`` (torch and mmseg only, no Paddle) it writes ``fast_scnn_mmseg.npz`` instead:
+mmseg's segmentor and the four heads with seeded float64 weights (``seeded.py``), their
+seeded inputs and outputs, which ``tests/test_fast_scnn.py`` and ``tests/test_fcn_head.py``
+compare with ours on every run:
+
+    /work/scratch/envs/mmseg/bin/python tests/manifests/fast_scnn_mmseg.py --outputs
+
 mmseg's ``register_all_modules`` imports ``mmcv._ext`` (compiled ops); Fast-SCNN uses none of
 them, so a stub module whose attributes raise is registered first (see PLATFORM.md).
 """
@@ -165,6 +172,33 @@ def paddle_logits(ours, x_np, paddle):
     return [main.numpy()] + [a.numpy() for a in aux]
 
 
+def stored_outputs():
+    """Seeded float64 weights, a 1x3x128x256 input: the decode head's and both auxiliary heads'
+    logits (resized to the input), and each of ``HEAD_CASES`` on a 2xCx13x17 input."""
+    import torch
+    from mmseg.registry import MODELS as MM
+    from seeded import fill_torch_model, save_outputs, seeded_input
+
+    ref, cfg_path, mmseg_version = build_reference()
+    meta = {'reference': f'mmsegmentation {mmseg_version}, configs/{CONFIG}', 'torch': torch.__version__,
+            'num_classes': NUM_CLASSES, 'weights': {'model': fill_torch_model(ref)}, 'heads': {}}
+    ref.eval()
+    inputs = {'image': seeded_input((1, 3, 128, 256), seed=1)}
+    logits = torch_logits(ref, torch.from_numpy(inputs['image']), torch)
+    outputs = dict(zip(('decode_head', 'auxiliary_head.0', 'auxiliary_head.1'), logits))
+    for i, (name, kind, kw) in enumerate(HEAD_CASES):
+        head = MM.build(dict(type=kind, norm_cfg=dict(type='BN'), **kw))
+        meta['weights'][f'head/{name}'] = fill_torch_model(head, seed=i + 1)
+        meta['heads'][name] = {'type': kind, 'kwargs': kw}
+        head.eval()
+        inputs[f'head/{name}'] = seeded_input((2, kw['in_channels'], 13, 17), seed=10 + i)
+        with torch.no_grad():
+            outputs[f'head/{name}'] = head.forward([torch.from_numpy(inputs[f'head/{name}'])]).numpy()
+    save_outputs(OUT.replace('.json', '.npz'), inputs, outputs, meta)
+    print('wrote', OUT.replace('.json', '.npz'), {k: v.shape for k, v in outputs.items()})
+    return 0
+
+
 def main():
     import numpy as np
     import torch
@@ -247,4 +281,4 @@ def main():
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(stored_outputs() if '--outputs' in sys.argv else main())

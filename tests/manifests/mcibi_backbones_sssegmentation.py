@@ -24,6 +24,17 @@ calibrated by forward passes in train mode, PLATFORM.md), eval mode.
   ``pretrained=`` path; outputs of layers (9, 14, 19, 23) each through a LayerNorm (the MCIBI
   segmentor's ``norm_layers`` and ``norm``); plus one odd-sized input (1x3x500x520:
   adaptive padding and position-embedding resizing).
+
+``--outputs`` (torch and sssegmentation only, no Paddle) writes
+``mcibi_backbones_sssegmentation.npz``: with seeded float64 weights (``seeded.py``) and seeded
+inputs, ResNeSt-101 (1x3x64x64, four stages), HRNetV2-W48 (1x3x64x64) and HRNetV2-W48 with
+``mcibi_version`` + the downsample conv (1x3x64x128), and a narrow ViT (width 64, 6 layers,
+4 heads, outputs of layers 2-5 through the MCIBI ``norm_layers``; ViT-L's code with less
+arithmetic) at its 128x128 ``img_size`` and at 1x3x100x140 (adaptive padding, position
+embeddings resized). ``tests/test_resnest.py``, ``tests/test_hrnet.py`` and ``tests/test_vit.py``
+compare ours with them on every run:
+
+    /work/scratch/envs/ssseg/bin/python tests/manifests/mcibi_backbones_sssegmentation.py --outputs
 """
 import datetime
 import json
@@ -51,13 +62,24 @@ from ssseg.modules.models.backbones.resnest import ResNeSt as RefResNeSt  # noqa
 from ssseg.modules.models.backbones.vit import VisionTransformer as RefViT  # noqa: E402
 from ssseg.modules.models.segmentors.mcibi.mcibi import MCIBI as RefMCIBI  # noqa: E402
 
-import paddle  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
-from zoo.models.backbones.hrnet import HRNet, imagenet_hrnet_to_ours  # noqa: E402
-from zoo.models.backbones.resnest import ResNeSt, imagenet_resnest_to_ours  # noqa: E402
-from zoo.models.backbones.vit import VisionTransformer  # noqa: E402
-from zoo.models.convert import check_mapping  # noqa: E402
+def _zoo():
+    """Paddle and our code, for the parity part (the reference environment needs paddle then)."""
+    global paddle, HRNet, ResNeSt, VisionTransformer, check_mapping, imagenet_hrnet_to_ours, imagenet_resnest_to_ours
+    import paddle
+    sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
+    from zoo.models.backbones.hrnet import HRNet
+    from zoo.models.backbones.resnest import ResNeSt
+    from zoo.models.backbones.vit import VisionTransformer
+    from zoo.models.convert import check_mapping, rename
+
+    def importer(kind):
+        def convert(sd):
+            with paddle.LazyGuard():
+                target = HRNet(arch='hrnetv2_w48', downsample_stride=2) if kind == 'hrnet' else ResNeSt(depth=101)
+            return rename(target, 'mmseg', sd)
+        return convert
+    imagenet_hrnet_to_ours, imagenet_resnest_to_ours = importer('hrnet'), importer('resnest')
 
 BN = {'type': 'BatchNorm2d'}
 # 1.7.0's HRModule reads self.use_checkpoint before setting it (fixed on the repository's HEAD);
@@ -287,8 +309,71 @@ def vit():
     return names, timm_names, results
 
 
+NARROW_VIT = dict(img_size=(128, 128), patch_size=16, embed_dims=64, num_layers=6, num_heads=4, mlp_ratio=4,
+                  out_indices=(2, 3, 4, 5), qkv_bias=True, drop_rate=0., attn_drop_rate=0., drop_path_rate=0.,
+                  with_cls_token=True, output_cls_token=False, patch_norm=False, final_norm=False, num_fcs=2,
+                  norm_cfg={'type': 'LayerNorm', 'eps': 1e-6})
+
+
+class _NormedViT(tnn.Module):
+    """The ViT and the MCIBI segmentor's per-output LayerNorms (``norm_layers``), as MCIBI reads it."""
+
+    def __init__(self):
+        super().__init__()
+        self.backbone = RefViT(structure_type='vit_narrow_outputs', pretrained=False, **NARROW_VIT)
+        self.norm_layers = tnn.ModuleList([tnn.LayerNorm(64, eps=1e-6) for _ in range(4)])
+
+    def forward(self, x):
+        return [RefMCIBI.norm(None, y, n) for y, n in zip(self.backbone(x), self.norm_layers)]
+
+
+def stored_outputs():
+    from seeded import fill_torch_model, save_outputs, seeded_input
+    meta = {'reference': 'sssegmentation 1.7.0 backbones resnest / hrnet / vit', 'torch': torch.__version__,
+            'weights': {}, 'vit': {k: v for k, v in NARROW_VIT.items() if k != 'norm_cfg'}}
+    inputs, outputs = {}, {}
+
+    def run(key, model, shape, seed=1):
+        meta['weights'][key] = fill_torch_model(model)
+        model.eval()
+        inputs[key] = seeded_input(shape, seed)
+        with torch.no_grad():
+            for i, y in enumerate(model(torch.from_numpy(inputs[key]))):
+                outputs[f'{key}/{i}'] = y.numpy()
+
+    run('resnest101', RefResNeSt(structure_type='resnest101', depth=101, outstride=8, norm_cfg=BN, pretrained=False),
+        (1, 3, 64, 64))
+    ref = RefHRNet(structure_type='hrnetv2_w48', arch='hrnetv2_w48', norm_cfg=BN, pretrained=False)
+    run('hrnetv2_w48', ref, (1, 3, 64, 64))
+    ref.relu = _SkipFirstReLU()   # mcibi_version (see hrnet())
+
+    class Both(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.backbone = ref
+            self.downsample_backbone = tnn.Sequential(tnn.Conv2d(720, 720, 3, stride=2, padding=1, bias=False),
+                                                      tnn.BatchNorm2d(720), tnn.ReLU(inplace=True))
+
+        def forward(self, x):
+            return [self.downsample_backbone(self.backbone(x)[0])]
+
+    run('hrnetv2_w48_mcibi_version_downsample2', Both(), (1, 3, 64, 128))
+    vit = _NormedViT()
+    run('vit', vit, (1, 3, 128, 128))
+    inputs['vit_odd_size'] = seeded_input((1, 3, 100, 140), seed=2)
+    with torch.no_grad():
+        for i, y in enumerate(vit(torch.from_numpy(inputs['vit_odd_size']))):
+            outputs[f'vit_odd_size/{i}'] = y.numpy()
+    path = OUT.replace('.json', '.npz')
+    save_outputs(path, inputs, outputs, meta, samples=1024)   # 14 outputs: 1024 values each
+    print('wrote', path, {k: v.shape for k, v in outputs.items()})
+
+
 def main():
     """``python ... [resnest] [hrnet] [vit]``: rerun only those parts, keeping the rest of the JSON."""
+    if '--outputs' in sys.argv:
+        return stored_outputs()
+    _zoo()
     parts = sys.argv[1:] or ['resnest', 'hrnet', 'vit']
     old = json.load(open(OUT)) if os.path.exists(OUT) else {'models': {}, 'parity': {}}
     models, parity = old['models'], old['parity']

@@ -20,6 +20,14 @@ It records
   seen for the first time.
 sssegmentation's MCIBI module tree is unchanged from its 2021 ``memorynet`` (which trained the
 published checkpoints, release ``ssseg_memorynet`` renamed ``ssseg_mcibi`` in 2023) to 1.7.0.
+
+``--outputs`` (torch and sssegmentation only, no Paddle) writes ``mcibi_sssegmentation.npz``:
+the R-50-D8 MCIBI with ReLU (1x3x128x128: the rate-12 ASPP branch reaches real pixels) and with
+LIP's LeakyReLU (1x3x64x64), seeded float64 weights and memory (``seeded.py``), their stage-1
+and stage-2 logits resized to the input, and one memory update from seeded features and
+labels; ``tests/test_mcibi.py`` compares ours with them on every run:
+
+    /work/scratch/envs/ssseg/bin/python tests/manifests/mcibi_sssegmentation.py --outputs
 """
 import copy
 import datetime
@@ -43,13 +51,6 @@ import torch  # noqa: E402
 import ssseg  # noqa: E402
 from ssseg.modules.models.segmentors.mcibi.mcibi import MCIBI as RefMCIBI  # noqa: E402
 from ssseg.modules.utils import SSSegInputStructure  # noqa: E402
-
-import paddle  # noqa: E402
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
-from zoo.models.backbones.resnet import ResNetV1c  # noqa: E402
-from zoo.models.convert import convert  # noqa: E402
-from zoo.models.mcibi import MCIBI  # noqa: E402
 
 NUM_CLASSES = 19
 
@@ -78,6 +79,17 @@ def ref_cfg(depth, act='relu'):
         'auxiliary': {'in_channels': 1024, 'out_channels': 512, 'dropout': 0.1},
         'losses': {},
     }
+
+
+def _zoo():
+    """Paddle and our code, for the parity part (the reference environment needs paddle then)."""
+    global paddle, ResNetV1c, convert, MCIBI
+    import paddle
+    sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
+    from zoo.models.backbones.resnet import ResNetV1c
+    from zoo.models.convert import convert
+    from zoo.models.mcibi import MCIBI
+    paddle.set_device('cpu')
 
 
 def ours(depth, act='relu'):
@@ -161,7 +173,7 @@ def parity(depth, act, seed, with_float64=True):
 def update_parity(seed=0):
     """One ``FeaturesMemory.update`` (cosine strategy, lr-scaled momentum) vs ours."""
     from ssseg.modules.models.segmentors.mcibi.memory import FeaturesMemory as RefMemory
-    from zoo.models.mcibi import FeaturesMemory
+    from zoo.models.mcibi_memory import FeaturesMemory
     torch.manual_seed(seed)
     K, C = 6, 16
     ref = RefMemory(num_classes=K, feats_channels=C, transform_channels=8, out_channels=C,
@@ -187,8 +199,65 @@ def update_parity(seed=0):
             'base_lr': 0.009, 'max_abs_diff': diff}
 
 
+def ref_stages(ref, top):
+    """[stage-2, stage-1] logits of sssegmentation's MCIBI head (eval mode)."""
+    feats_ms = ref.context_within_image_module(top)
+    memory_input = ref.bottleneck(top)
+    preds_stage1 = ref.decoder_stage1(memory_input)
+    _, memory_output = ref.memory_module(memory_input, preds_stage1, feats_ms)
+    return ref.decoder_stage2(memory_output), preds_stage1
+
+
+UPDATE = {'classes': 6, 'channels': 16, 'features': [2, 16, 8, 8], 'labels': [2, 32, 32], 'lr': 0.007,
+          'base_lr': 0.009, 'base_momentum': 0.9, 'first_seen': 1}
+
+
+def update_labels():
+    """Seeded labels of the memory update: classes 0..5, the reference's ignore value -100 on
+    the first image's top rows."""
+    labels = np.random.RandomState(5).randint(0, UPDATE['classes'], UPDATE['labels'])
+    labels[0, :4] = -100
+    return labels
+
+
+def stored_outputs():
+    from seeded import fill_torch_model, save_outputs, seeded_array, seeded_input
+    meta = {'reference': f'sssegmentation {getattr(ssseg, "__version__", "1.7.0")} segmentors/mcibi',
+            'torch': torch.__version__, 'num_classes': NUM_CLASSES, 'weights': {}, 'update': UPDATE}
+    inputs, outputs = {}, {}
+    for act, size in (('relu', 128), ('leakyrelu', 64)):
+        ref = RefMCIBI(copy.deepcopy(ref_cfg(50, act)), mode='TEST')
+        meta['weights'][act] = fill_torch_model(ref)
+        ref.eval()
+        inputs[act] = seeded_input((1, 3, size, size), seed=1)
+        with torch.no_grad():
+            x = torch.from_numpy(inputs[act])
+            stage2, stage1 = ref_stages(ref, ref.backbone_net(x)[-1])
+            for name, t in (('stage2', stage2), ('stage1', stage1)):
+                outputs[f'{act}/{name}'] = torch.nn.functional.interpolate(
+                    t, size=x.shape[2:], mode='bilinear', align_corners=False).numpy()
+    # one memory update: seeded memory (class 1 empty: first sight), features and labels
+    from ssseg.modules.models.segmentors.mcibi.memory import FeaturesMemory as RefMemory
+    K, C = UPDATE['classes'], UPDATE['channels']
+    mem = RefMemory(num_classes=K, feats_channels=C, transform_channels=8, out_channels=C,
+                    norm_cfg={'type': 'BatchNorm2d'}, act_cfg={'type': 'ReLU', 'inplace': True}).double()
+    memory = seeded_array('update/memory', (K, 1, C))
+    memory[UPDATE['first_seen']] = 0
+    mem.memory.data.copy_(torch.from_numpy(memory))
+    inputs['update/features'] = seeded_input(UPDATE['features'], seed=3)
+    feats = torch.nn.functional.interpolate(torch.from_numpy(inputs['update/features']), size=UPDATE['labels'][1:],
+                                            mode='bilinear', align_corners=False)
+    mem.update(feats, torch.from_numpy(update_labels()), ignore_index=-100, strategy='cosine_similarity',
+               momentum_cfg={'base_momentum': UPDATE['base_momentum'], 'base_lr': UPDATE['base_lr'],
+                             'adjust_by_learning_rate': True}, learning_rate=UPDATE['lr'])
+    outputs['update/memory'] = mem.memory.data.numpy()
+    path = OUT.replace('.json', '.npz')
+    save_outputs(path, inputs, outputs, meta)
+    print('wrote', path, {k: v.shape for k, v in outputs.items()})
+
+
 def main():
-    paddle.set_device('cpu')
+    _zoo()
     out = {
         'generated_by': 'tests/manifests/mcibi_sssegmentation.py',
         'date': datetime.date.today().isoformat(),
@@ -217,4 +286,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    stored_outputs() if '--outputs' in sys.argv else main()

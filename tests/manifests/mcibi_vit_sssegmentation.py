@@ -1,9 +1,9 @@
 """Write ``mcibi_vit_sssegmentation.json`` from the exchange file of
-``tools/parity/mcibi_vit_parity.py`` (sssegmentation 1.7.0's MCIBI with the ViT-L ADE20K config).
+``tests/manifests/mcibi_vit_parity.py`` (sssegmentation 1.7.0's MCIBI with the ViT-L ADE20K config).
 
 Run by hand after the parity script, with any Python (no torch needed here):
 
-    cd /tmp/some_dir && PYTHONPATH=/work/main /tmp/refenv/bin/python /work/main/tools/parity/mcibi_vit_parity.py
+    cd /tmp/some_dir && /tmp/refenv/bin/python /path/to/repo/tests/manifests/mcibi_vit_parity.py
     python tests/manifests/mcibi_vit_sssegmentation.py /tmp/some_dir/mcibi_vit_parity.json
 
 It records

@@ -12,6 +12,14 @@ names and shapes, imports the official random weights with ``zoo.models.convert.
 'regseg', ...)`` and compares eval-mode logits (PyTorch vs Paddle dygraph) on the same input.
 BN statistics are first calibrated with train-mode passes so that random deep weights give
 non-degenerate activations.
+
+With ``--outputs`` (torch only, no Paddle) it writes ``regseg_official.npz``: both official
+variants with seeded float64 weights (``seeded.py``), one seeded 1x3x64x128 input and their
+logits, which ``tests/test_regseg.py`` compares with ours on every run (``torchvision.ops`` is
+stubbed by ``ssseg_env.py``)::
+
+    /work/scratch/envs/mmseg/bin/python tests/manifests/regseg_official.py --outputs \
+        --official-dir /work/scratch/src/RegSeg
 """
 import argparse
 import json
@@ -40,13 +48,40 @@ def calibrate_bn(model, torch, steps=3, size=(2, 3, 256, 512)):
     model.eval()
 
 
+def stored_outputs(args):
+    """Seeded float64 weights and one seeded input (sides multiples of 16: the decoder's
+    upsampling ratios are exact, see tests/test_regseg.py) through both official variants."""
+    from seeded import fill_torch_model, save_outputs, seeded_input
+    from ssseg_env import stub_torchvision
+    stub_torchvision()
+    sys.path.insert(0, args.official_dir)
+    import torch
+    from model import RegSeg as OfficialRegSeg  # noqa: E402  (the official code)
+
+    inputs = {'image': seeded_input((1, 3, 64, 128), seed=1)}
+    meta = {'reference': 'RolandGao/RegSeg model.py', 'torch': torch.__version__, 'num_classes': 19, 'weights': {}}
+    outputs = {}
+    for name in args.variants.split(','):
+        ref = OfficialRegSeg(name, 19)
+        meta['weights'][name] = fill_torch_model(ref)
+        ref.eval()
+        with torch.no_grad():
+            outputs[name] = ref(torch.from_numpy(inputs['image'])).numpy()
+    path = args.out.replace('.json', '.npz')
+    save_outputs(path, inputs, outputs, meta)
+    print('wrote', path, {k: v.shape for k, v in outputs.items()})
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--official-dir', default='/tmp/regseg_ref')
     ap.add_argument('--size', default='1024,2048', help='H,W of the comparison input')
     ap.add_argument('--variants', default='exp48_decoder26,exp53_decoder29')
     ap.add_argument('--out', default=os.path.join(HERE, 'regseg_official.json'))
+    ap.add_argument('--outputs', action='store_true', help='write the stored-output file (.npz) instead')
     args = ap.parse_args()
+    if args.outputs:
+        return stored_outputs(args)
     sys.path.insert(0, args.official_dir)
     import torch
     from model import RegSeg as OfficialRegSeg  # noqa: E402  (the official code)

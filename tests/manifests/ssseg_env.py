@@ -3,7 +3,7 @@
 sssegmentation imports torchvision for its SAM segmentor only, and there is no CPU build of
 torchvision here (PLATFORM.md). ``stub_torchvision()`` registers stub modules whose every
 attribute is a function that raises if called. Used by the scripts that read sssegmentation
-(``tests/manifests/mcibi_*.py``, ``tools/parity/mcibi_vit_parity.py``) before ``import ssseg``.
+(``tests/manifests/mcibi_*.py``) before ``import ssseg``.
 """
 import sys
 import types

@@ -1,9 +1,10 @@
+import os
 import sys
 import numpy as np
 import paddle
 import paddle.nn as nn
-sys.path.insert(0, '/work/main')
-from zoo.engine.inference import inference
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # the repository
+from zoo.engine.inference import inference  # noqa: E402
 rng = np.random.default_rng(0)
 x = rng.normal(size=(1, 3, 37, 53)).astype('float32')
 w = (0.2 * rng.normal(size=(5, 3, 3, 3))).astype('float32')

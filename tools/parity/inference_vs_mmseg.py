@@ -1,6 +1,7 @@
 """Parity of zoo.engine.inference with mmseg 1.2.2 (slide_inference, SegTTAModel.merge_preds).
 Run with /tmp/refenv/bin/python. Torch side computes; our side runs in a paddle subprocess-free way:
-we save the input and weights, and compare against outputs produced by /work/main python (system) separately."""
+we save the input and weights, and compare against outputs produced by this repository's
+tools/parity/inference_ours_for_mmseg.py (run with the project's Python) separately."""
 import sys, types, json
 import numpy as np
 import torch

@@ -1,11 +1,12 @@
 """Parity of zoo.engine.inference with PaddleSeg 2.8.0's core/infer.py (run with /tmp/pdsegenv/bin/python)."""
+import os
 import sys
 import numpy as np
 import paddle
 import paddle.nn as nn
-sys.path.insert(0, '/work/main')
-from paddleseg.core import infer as ps
-from zoo.engine.inference import inference
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # the repository
+from paddleseg.core import infer as ps  # noqa: E402
+from zoo.engine.inference import inference  # noqa: E402
 
 
 class PosNet(nn.Layer):

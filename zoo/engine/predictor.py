@@ -121,18 +121,22 @@ def predict(model, image_path, transforms, save_dir, palette, test_kwargs=None, 
 def load_trained_model(cfg, model_path):
     """Build the config's model and load trained weights into it (every key must match).
 
-    The weights file is checked before the model is built, so a wrong path fails at once.
+    ``model_path`` is a file, a URL or a weights-table name (``tools/convert_weights.py
+    --list``; a foreign checkpoint is converted on the way). The model is built without its
+    ``pretrained`` weights (the trained ones replace them: no ImageNet download), and a
+    local file is checked before the model is built, so a wrong path fails at once.
     """
     from ..builder import build_model
-    from ..utils.checkpoint import is_url, load_state_dict_checked, read_state_dict
+    from ..models.convert import load_weights
+    from ..models.weights import lookup_weights, without_pretrained
+    from ..utils.checkpoint import is_url
     from ..utils.errors import CheckpointError
     if model_path is None:
         raise CheckpointError('--model_path is required (the trained weights, e.g. output/best_model/model.pdparams)')
-    if not is_url(model_path) and not os.path.isfile(model_path):
+    remote = is_url(model_path) or lookup_weights(model_path) is not None
+    if not remote and not os.path.isfile(model_path):
         raise CheckpointError(f'--model_path {model_path!r} does not exist (expected a model.pdparams file)')
-    model = build_model(cfg)
-    state_dict = read_state_dict(model_path)
-    load_state_dict_checked(model, state_dict, source=str(model_path), strict=True)
-    logger.info(f'loaded weights {model_path}')
+    model = build_model(without_pretrained(cfg))
+    load_weights(model, model_path, strict=True, what='--model_path')
     model.eval()
     return model

@@ -3,12 +3,12 @@
 ``build_export_model(config, model_path)`` builds the config's model without fetching
 pretrained weights, loads the trained ones strictly, folds its BatchNorms and wraps it.
 """
-import copy
 
 import paddle
 import paddle.nn.functional as F
 
 from ..builder import as_config, build_model
+from ..models.weights import without_pretrained
 from ..utils.checkpoint import load_state_dict_checked, read_state_dict
 from ..utils.errors import ConfigError
 from ..utils.logger import logger
@@ -56,25 +56,6 @@ def check_input_shape(input_shape, where='--input_shape'):
     if any(s == 0 or s < -1 for s in shape):
         raise ConfigError(f'{where}: sizes must be positive or -1 (dynamic), got {shape}')
     return shape
-
-
-def without_pretrained(cfg):
-    """A copy of the config whose model (and nested backbone) loads no pretrained weights.
-
-    When the weights come from ``--model_path`` (or do not matter, as in a benchmark),
-    fetching ImageNet weights first would only cost a download.
-    """
-    def strip(node):
-        if isinstance(node, dict):
-            return {k: (None if k == 'pretrained' else strip(v)) for k, v in node.items()}
-        if isinstance(node, list):
-            return [strip(v) for v in node]
-        return node
-
-    out = copy.copy(cfg)
-    out.dic = dict(cfg.dic)
-    out.dic['model'] = strip(cfg.dic.get('model'))
-    return out
 
 
 def build_export_model(config, model_path=None, output_op='argmax'):

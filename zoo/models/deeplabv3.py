@@ -10,24 +10,22 @@ Importers live here: PaddleSeg 2.8 (``paddleseg/models/deeplab.py`` with
 import copy
 
 import numpy as np
-import paddle.nn as nn
 
-from zoo.utils.checkpoint import load_pretrained
+from zoo.models.backbones.resnet import paddleseg_resnet_vd_key
+from zoo.models.convert import register_importer, torch_key
+from zoo.models.heads.aspp_head import ASPPHead
+from zoo.models.heads.fcn_head import FCNHead
+from zoo.models.segmentor import Segmentor
+from zoo.models.weights import config_weights, register_weights
 from zoo.utils.errors import CheckpointError, ConfigError
 from zoo.utils.registry import MODELS
-
-from .backbones.resnet import paddleseg_resnet_vd_to_ours
-from .convert import convert, register_importer, torch_to_paddle_names
-from .heads.aspp_head import ASPPHead
-from .heads.fcn_head import FCNHead
-from .layers import input_hw, upsample_outputs
 
 _AUX_KEYS = ('in_channels', 'channels', 'num_convs', 'kernel_size', 'dilation', 'concat_input',
              'dropout_ratio', 'in_index')
 
 
 @MODELS.register()
-class DeepLabV3(nn.Layer):
+class DeepLabV3(Segmentor):
     """DeepLabV3: backbone -> ASPP head (+ FCN auxiliary head in training).
 
     Args:
@@ -46,20 +44,17 @@ class DeepLabV3(nn.Layer):
             R-50-D8 recipe: in_index 2, in_channels 1024, channels 256, num_convs 1,
             concat_input false, dropout_ratio 0.1). Its logits come second in training.
         align_corners: of every bilinear resize.
-        pretrained: path or URL of a whole-model checkpoint: ours, PaddleSeg's DeepLabV3
+        pretrained: whole-model weights: ours, a weights-table name, PaddleSeg's DeepLabV3
             ``model.pdparams`` or mmseg's ``.pth`` (converted by the importers below).
     """
 
     def __init__(self, num_classes, backbone, backbone_indices=(3,), aspp_ratios=(1, 6, 12, 18),
                  aspp_out_channels=256, bottleneck_kernel=1, conv_bias=True, dropout_ratio=0.1,
                  channel_dropout=False, auxiliary_head=None, align_corners=False, pretrained=None):
-        super().__init__()
-        if not isinstance(backbone, nn.Layer) or not hasattr(backbone, 'feat_channels'):
-            raise ConfigError(f'model.backbone: expected a backbone type dict (e.g. ResNet50_vd), got {backbone!r}')
+        super().__init__(num_classes, align_corners)
+        self.backbone = self.check_backbone(backbone, 'ResNet50_vd')
         if len(backbone_indices) != 1:
             raise ConfigError(f'model.backbone_indices: DeepLabV3 takes one index, got {list(backbone_indices)}')
-        self.backbone = backbone
-        self.align_corners = align_corners
         index = backbone_indices[0]
         self.decode_head = ASPPHead(backbone.feat_channels[index], aspp_out_channels, num_classes,
                                     dilations=tuple(aspp_ratios), bottleneck_kernel=bottleneck_kernel,
@@ -68,26 +63,7 @@ class DeepLabV3(nn.Layer):
         self.auxiliary_head = None
         if auxiliary_head:
             self.auxiliary_head = _build_aux_head(auxiliary_head, num_classes, backbone.feat_channels)
-        self.pretrained = pretrained
-        if pretrained:
-            load_pretrained(self, pretrained, converter=self._foreign_checkpoint_to_ours, strict=True)
-
-    def _foreign_checkpoint_to_ours(self, sd):
-        """``pretrained`` may be ours, a PaddleSeg DeepLabV3 ``model.pdparams`` or an mmseg
-        ``.pth``: foreign layouts (told apart by their key names) go through the importer."""
-        sd = {k: (v.numpy() if hasattr(v, 'numpy') else np.asarray(v)) for k, v in sd.items()}
-        if any(k.startswith('head.aspp.') for k in sd):
-            return convert(self, 'paddleseg', sd)
-        if any(k.endswith('.running_mean') for k in sd):
-            return convert(self, 'mmseg', sd)
-        return sd
-
-    def forward(self, x):
-        feats = self.backbone(x)
-        logits = [self.decode_head(feats)]
-        if self.training and self.auxiliary_head is not None:
-            logits.append(self.auxiliary_head(feats))
-        return upsample_outputs(logits, input_hw(x), self.align_corners)
+        self.init_pretrained(pretrained)
 
 
 def _build_aux_head(cfg, num_classes, feat_channels):
@@ -103,7 +79,10 @@ def _build_aux_head(cfg, num_classes, feat_channels):
     if cfg['in_channels'] != feat_channels[cfg['in_index']]:
         raise ConfigError(f'model.auxiliary_head.in_channels: {cfg["in_channels"]} does not match the backbone '
                           f'feature {cfg["in_index"]} ({feat_channels[cfg["in_index"]]} channels)')
-    return FCNHead(num_classes=num_classes, **cfg)
+    try:
+        return FCNHead(num_classes=num_classes, **cfg)
+    except ConfigError as e:  # the head names its argument; the user wrote it under model.auxiliary_head
+        raise ConfigError(f'model.auxiliary_head.{e}') from None
 
 
 # -- importers ------------------------------------------------------------------------
@@ -116,41 +95,68 @@ def _projection_pool_first(w, channels, num_branches):
     return np.concatenate([blocks[-1]] + blocks[:-1], axis=1)
 
 
-@register_importer('DeepLabV3', 'paddleseg')
-def import_paddleseg(sd, model):
+_PDSEG_HEAD = (('head.aspp.aspp_blocks.', 'decode_head.aspp_modules.'),
+               ('head.aspp.global_avg_pool.1.', 'decode_head.image_pool.1.'),
+               ('head.aspp.conv_bn_relu.', 'decode_head.bottleneck.'),
+               ('head.cls.', 'decode_head.conv_seg.'))
+
+
+def paddleseg_value(key, value, model):
+    """The projection conv's input blocks reordered pool-first (see :func:`_projection_pool_first`)."""
+    if key != 'decode_head.bottleneck.conv.weight':
+        return value
+    head = model.decode_head
+    num_branches, channels = len(head.aspp_modules), head.channels
+    if np.shape(value)[1] != channels * (num_branches + 1):
+        raise CheckpointError(f'head.aspp.conv_bn_relu._conv.weight: {np.shape(value)[1]} input channels, the model '
+                              f'expects {channels * (num_branches + 1)} ({num_branches} ASPP rates + pool)')
+    return _projection_pool_first(value, channels, num_branches)
+
+
+def _is_paddleseg_deeplabv3(state_dict):
+    return any(k.startswith('head.aspp.') for k in state_dict)
+
+
+@register_importer('DeepLabV3', 'paddleseg', value=paddleseg_value, detect=_is_paddleseg_deeplabv3)
+def paddleseg_key(key, model):
     """PaddleSeg 2.8 DeepLabV3 (ResNet_vd backbone): ``backbone.conv1_1._conv.weight``,
     ``head.aspp.aspp_blocks.<i>``, ``head.aspp.global_avg_pool.1``,
     ``head.aspp.conv_bn_relu``, ``head.cls``."""
-    out = paddleseg_resnet_vd_to_ours(sd, 'backbone.', 'backbone.')
-    head = model.decode_head
-    num_branches = len(head.aspp_modules)
-    channels = head.conv_seg.weight.shape[1]
-    renamed = {}
-    for k, v in out.items():
-        if k.startswith('backbone.'):
-            renamed[k] = v
-            continue
-        new = None
-        for src, dst in (('head.aspp.aspp_blocks.', 'decode_head.aspp_modules.'),
-                         ('head.aspp.global_avg_pool.1.', 'decode_head.image_pool.1.'),
-                         ('head.aspp.conv_bn_relu.', 'decode_head.bottleneck.'),
-                         ('head.cls.', 'decode_head.conv_seg.')):
-            if k.startswith(src):
-                new = dst + k[len(src):]
-                break
+    if key.startswith('backbone.'):
+        new = paddleseg_resnet_vd_key(key[len('backbone.'):])
         if new is None:
-            raise CheckpointError(f'PaddleSeg DeepLabV3 key {k!r} has no counterpart in our DeepLabV3')
-        new = new.replace('._conv.', '.conv.').replace('._batch_norm.', '.bn.')
-        if new == 'decode_head.bottleneck.conv.weight':
-            if np.shape(v)[1] != channels * (num_branches + 1):
-                raise CheckpointError(f'{k}: {np.shape(v)[1]} input channels, the model expects '
-                                      f'{channels * (num_branches + 1)} ({num_branches} ASPP rates + pool)')
-            v = _projection_pool_first(v, channels, num_branches)
-        renamed[new] = v
-    return renamed
+            raise CheckpointError(f'PaddleSeg ResNet_vd key {key!r} has no counterpart in our ResNet')
+        return 'backbone.' + new
+    for src, dst in _PDSEG_HEAD:
+        if key.startswith(src):
+            return (dst + key[len(src):]).replace('._conv.', '.conv.').replace('._batch_norm.', '.bn.')
+    raise CheckpointError(f'PaddleSeg DeepLabV3 key {key!r} has no counterpart in our DeepLabV3')
 
 
-@register_importer('DeepLabV3', 'mmseg')
-def import_mmseg(sd, model):
-    """mmseg 1.x DeepLabV3 (``EncoderDecoder``): our names already; BN statistics renamed."""
-    return torch_to_paddle_names(sd)
+# mmseg 1.x DeepLabV3 (``EncoderDecoder``): our names already; BN statistics renamed
+register_importer('DeepLabV3', 'mmseg')(torch_key)
+
+
+_RECIPES = {'paddleseg': 'PaddleSeg dygraph recipe: SGD lr 0.01, poly, batch 8 on 4 GPUs',
+            'mmseg': 'mmseg 1.x recipe: SGD lr 0.01, poly, batch 8 on 4 GPUs, SyncBN'}
+register_weights(*[config_weights('DeepLabV3', source, url, f'configs/deeplabv3/{config}', f'{dataset} val mIoU', miou,
+                                  _RECIPES[source]) for source, config, dataset, miou, url in (
+    ('paddleseg', 'deeplabv3_resnet50-vd-os8_cityscapes_512x1024_80k.yml',
+     'Cityscapes', 79.90,
+     'https://bj.bcebos.com/paddleseg/dygraph/cityscapes/deeplabv3_resnet50_os8_cityscapes_1024x512_80k/model.pdparams'),
+    ('paddleseg', 'deeplabv3_resnet101-vd-os8_cityscapes_512x1024_80k.yml',
+     'Cityscapes', 80.85,
+     'https://bj.bcebos.com/paddleseg/dygraph/cityscapes/deeplabv3_resnet101_os8_cityscapes_1024x512_80k/model.pdparams'),
+    ('paddleseg', 'deeplabv3_resnet50-vd-os8_voc12aug_512x512_40k.yml',
+     'Pascal VOC 2012', 79.76,
+     'https://bj.bcebos.com/paddleseg/dygraph/pascal_voc12/deeplabv3_resnet50_os8_voc12aug_512x512_40k/model.pdparams'),
+    ('paddleseg', 'deeplabv3_resnet101-vd-os8_voc12aug_512x512_40k.yml',
+     'Pascal VOC 2012', 80.62,
+     'https://bj.bcebos.com/paddleseg/dygraph/pascal_voc12/deeplabv3_resnet101_os8_voc12aug_512x512_40k/model.pdparams'),
+    ('mmseg', 'deeplabv3_r50-d8_cityscapes_512x1024_80k.yml',
+     'Cityscapes', 79.32,
+     'https://download.openmmlab.com/mmsegmentation/v0.5/deeplabv3/deeplabv3_r50-d8_512x1024_80k_cityscapes/deeplabv3_r50-d8_512x1024_80k_cityscapes_20200606_113404-b92cfdd4.pth'),
+    ('mmseg', 'deeplabv3_r101-d8_cityscapes_512x1024_80k.yml',
+     'Cityscapes', 80.20,
+     'https://download.openmmlab.com/mmsegmentation/v0.5/deeplabv3/deeplabv3_r101-d8_512x1024_80k_cityscapes/deeplabv3_r101-d8_512x1024_80k_cityscapes_20200606_113503-9e428899.pth'),
+)])

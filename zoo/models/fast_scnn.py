@@ -20,17 +20,17 @@ Parameter names are the whole mmseg segmentor's (``backbone.…``, ``decode_head
 ``auxiliary_head.<i>.…``), so the mmseg importer only renames BN statistics.
 BN: mmseg uses SyncBN momentum 0.01 (torch convention) -> Paddle momentum 0.99.
 """
-import math
-
 import paddle
 import paddle.nn as nn
 
-from zoo.utils.checkpoint import load_pretrained
+from zoo.models.convert import register_importer, torch_key
+from zoo.models.heads.fcn_head import DepthwiseSeparableFCNHead, FCNHead
+from zoo.models.layers import (BN_MOMENTUM, ConvModule, DepthwiseSeparableConvModule, input_hw, kaiming_init,
+                               reset_norms, resize, torch_bn_momentum)
+from zoo.models.segmentor import Segmentor
+from zoo.models.weights import config_weights, register_weights
+from zoo.utils.errors import ConfigError
 from zoo.utils.registry import MODELS
-
-from . import convert
-from .heads.fcn_head import DepthwiseSeparableFCNHead, FCNHead
-from .layers import BN_MOMENTUM, ConvModule, DepthwiseSeparableConvModule, input_hw, resize, torch_bn_momentum
 
 # mmseg's fast_scnn.py config: SyncBN(momentum=0.01) in torch's convention.
 FAST_SCNN_BN_MOMENTUM = torch_bn_momentum(0.01)
@@ -146,9 +146,11 @@ class FastSCNNBackbone(nn.Layer):
                  align_corners=False, bn_momentum=FAST_SCNN_BN_MOMENTUM):
         super().__init__()
         if len(global_block_channels) != 3 or len(num_blocks) != 3 or len(global_block_strides) != 3:
-            raise ValueError('global_block_channels, num_blocks and global_block_strides need 3 entries each')
+            raise ConfigError('model.global_block_channels, num_blocks, global_block_strides: need 3 entries each, '
+                              f'got {list(global_block_channels)}, {list(num_blocks)}, {list(global_block_strides)}')
         if global_out_channels != fusion_out_channels:
-            raise ValueError('the fusion depthwise conv needs global_out_channels == fusion_out_channels')
+            raise ConfigError(f'model.fusion_out_channels: the fusion depthwise conv needs it equal to '
+                              f'global_out_channels ({global_out_channels}), got {fusion_out_channels}')
         self.out_channels = (global_in_channels, global_out_channels, fusion_out_channels)
         self.learning_to_downsample = LearningToDownsample(in_channels, tuple(downsample_dw_channels),
                                                            global_in_channels, bn_momentum)
@@ -168,29 +170,21 @@ def _init_like_mmseg(model):
     """mmseg init: convs Kaiming-normal (fan_out, ReLU gain, bias 0), BN weight 1 / bias 0.
 
     Both the backbone's ``init_cfg`` (Kaiming on Conv2d) and mmcv ConvModule's own init use
-    fan_out; torch's fan_out of a [out, in/groups, k, k] weight is ``out * k * k``. The heads'
-    ``conv_seg`` keeps N(0, 0.01) set by the head.
+    fan_out; the heads' ``conv_seg`` keeps N(0, 0.01) set by the head.
     """
-    for name, layer in model.named_sublayers():
-        if isinstance(layer, nn.Conv2D) and not name.endswith('conv_seg'):
-            shape = layer.weight.shape
-            std = math.sqrt(2.0 / (shape[0] * shape[2] * shape[3]))
-            nn.initializer.Normal(0.0, std)(layer.weight)
-            if layer.bias is not None:
-                nn.initializer.Constant(0.0)(layer.bias)
-        elif isinstance(layer, nn.BatchNorm2D):
-            nn.initializer.Constant(1.0)(layer.weight)
-            nn.initializer.Constant(0.0)(layer.bias)
+    layers = list(model.named_sublayers())
+    kaiming_init([m for n, m in layers if isinstance(m, nn.Conv2D) and not n.endswith('conv_seg')])
+    reset_norms([m for _, m in layers if isinstance(m, nn.BatchNorm2D)])
 
 
 @MODELS.register()
-class FastSCNN(nn.Layer):
+class FastSCNN(Segmentor):
     """Fast-SCNN segmentor: backbone, depthwise-separable FCN decode head, two FCN aux heads.
 
     Args:
         num_classes: number of classes.
         align_corners: of every bilinear resize (mmseg: False).
-        pretrained: weights for the whole model; a Paddle file in our names or an mmseg
+        pretrained: weights for the whole model: ours, a weights-table name or an mmseg
             ``.pth`` (converted with the mmseg importer below).
         enable_auxiliary_loss: build the two auxiliary heads (train mode then returns
             ``[main, aux on GFE output, aux on learning-to-downsample output]``).
@@ -205,9 +199,7 @@ class FastSCNN(nn.Layer):
                  global_block_channels=(64, 96, 128), global_block_strides=(2, 2, 1), global_out_channels=128,
                  fusion_out_channels=128, expand_ratio=6, num_blocks=(3, 3, 3), pool_scales=(1, 2, 3, 6),
                  head_channels=128, aux_channels=32, dropout_ratio=0.1, bn_momentum=FAST_SCNN_BN_MOMENTUM):
-        super().__init__()
-        self.num_classes = num_classes
-        self.align_corners = align_corners
+        super().__init__(num_classes, align_corners)
         self.backbone = FastSCNNBackbone(
             in_channels, downsample_dw_channels, global_in_channels, global_block_channels, global_block_strides,
             global_out_channels, fusion_out_channels, expand_ratio, num_blocks, pool_scales, align_corners,
@@ -225,28 +217,13 @@ class FastSCNN(nn.Layer):
         else:
             self.auxiliary_head = None
         _init_like_mmseg(self)
-        if pretrained:
-            load_pretrained(self, pretrained, converter=self._convert_pretrained)
-
-    def _convert_pretrained(self, state_dict):
-        if any(k.endswith('.running_mean') for k in state_dict):  # a PyTorch (mmseg) checkpoint
-            return import_mmseg(state_dict, self)
-        return state_dict
-
-    def forward(self, x):
-        size = input_hw(x)
-        feats = self.backbone(x)
-        logits = [self.decode_head(feats)]
-        if self.training and self.auxiliary_head is not None:
-            logits += [head(feats) for head in self.auxiliary_head]
-        return [resize(logit, size, align_corners=self.align_corners) for logit in logits]
+        self.init_pretrained(pretrained)
 
 
-@convert.register_importer('FastSCNN', 'mmseg')
-def import_mmseg(state_dict, model):
-    """mmseg ``EncoderDecoder`` + FastSCNN state dict -> ours: the module trees are the same,
-    so only BN statistics are renamed; auxiliary heads are dropped when the model has none."""
-    sd = convert.torch_to_paddle_names(state_dict)
-    if getattr(model, 'auxiliary_head', None) is None:
-        sd = {k: v for k, v in sd.items() if not k.startswith('auxiliary_head.')}
-    return sd
+# mmseg ``EncoderDecoder`` + FastSCNN: the module trees are the same, only BN statistics are renamed
+register_importer('FastSCNN', 'mmseg')(torch_key)
+
+register_weights(config_weights(
+    'FastSCNN', 'mmseg', 'https://download.openmmlab.com/mmsegmentation/v0.5/fast_scnn/fast_scnn_lr0.12_8x4_160k_cityscapes/fast_scnn_lr0.12_8x4_160k_cityscapes_20210630_164853-0cec9937.pth',
+    'configs/fast_scnn/fast_scnn_cityscapes_512x1024_160k.yml', 'Cityscapes val mIoU', 70.96,
+    'mmseg 1.x recipe: SGD lr 0.12, poly, batch 32 on 8 GPUs, 160k iterations'))

@@ -10,56 +10,29 @@ class probabilities, related to the pixel features by self-attention, fused with
 ``decoder_stage2`` (final logits). An FCN-style ``auxiliary_decoder`` reads stage 3 (the
 ViT-L rows: three of them, two convs with x4 upsampling each, on layers 9, 14 and 19).
 
-The memory is a persistable buffer (saved with checkpoints, no gradient). During training it
-is updated after each optimizer step by :meth:`MCIBI.train_step_hook` (paper Sec. 3.3,
-Eq. 5-6): per class present in the batch, the pixel features labelled with it (the
-bottleneck features bilinearly resized to the label) are averaged with weights
-``1 - cos(feature, memory)`` and folded in with momentum ``base_momentum / base_lr * lr``;
-a class seen for the first time is initialised with its mean feature; ranks average their
-memories (all-reduce) in distributed training.
+The memory (``mcibi_memory.py``) is a persistable buffer (saved with checkpoints, no
+gradient). During training it is updated after each optimizer step by
+:meth:`MCIBI.train_step_hook` with the step's bottleneck features and labels, momentum
+``base_momentum / base_lr * lr`` (paper Sec. 3.3). ``mcibi_memory_init.py`` initialises it by
+clustering (``tools/init_memory.py``); the memory loss is ``zoo/losses/mcibi_memory_loss.py``.
 
 Parameter names follow sssegmentation's module tree (unchanged from its 2021 ``memorynet``
 to 1.7.0 ``mcibi``, the tree of the published checkpoints): ``Sequential`` indices such as
 ``decoder_stage1.0.weight``; only ``backbone_net.`` becomes ``backbone.`` and BN statistics
-are renamed on import (:func:`import_sssegmentation`).
+are renamed on import (:func:`sssegmentation_key`).
 """
-import math
-
 import numpy as np
 import paddle
 import paddle.nn as nn
-import paddle.nn.functional as F
 
-from zoo.utils.checkpoint import load_pretrained
-from zoo.utils.errors import ConfigError
-from zoo.utils.registry import LOSSES, MODELS
-
-from .backbones.vit import VisionTransformer, is_linear_weight
-from .convert import register_importer, torch_to_paddle_names
-from .layers import BN_EPS, BN_MOMENTUM, input_hw, make_act, resize
-
-
-def _cba(in_channels, out_channels, kernel_size=1, padding=0, dilation=1, act='relu'):
-    return [nn.Conv2D(in_channels, out_channels, kernel_size, padding=padding, dilation=dilation, bias_attr=False),
-            nn.BatchNorm2D(out_channels, momentum=BN_MOMENTUM, epsilon=BN_EPS),
-            make_act(act)]
-
-
-def conv_bn_act(in_channels, out_channels, kernel_size=1, padding=0, dilation=1, act='relu'):
-    """sssegmentation's ``Sequential(Conv2d(bias=False), BN, activation)`` (indices 0, 1, 2)."""
-    return nn.Sequential(*_cba(in_channels, out_channels, kernel_size, padding, dilation, act))
-
-
-def torch_default_conv_init(layer):
-    """PyTorch's default Conv2d init (kaiming_uniform a=sqrt(5): U(+-1/sqrt(fan_in)) for
-    weight and bias), which sssegmentation's MCIBI head keeps."""
-    for m in layer.sublayers(include_self=True):
-        if isinstance(m, nn.Conv2D):
-            fan_in = int(np.prod(m.weight.shape[1:]))
-            bound = 1.0 / math.sqrt(fan_in)
-            nn.initializer.Uniform(-bound, bound)(m.weight)
-            if m.bias is not None:
-                nn.initializer.Uniform(-bound, bound)(m.bias)
+from zoo.models.backbones.vit import VisionTransformer, is_linear_weight
+from zoo.models.convert import register_importer, torch_key
+from zoo.models.layers import conv_bn_act, input_hw, make_act, resize, torch_default_init
+from zoo.models.mcibi_memory import FeaturesMemory
+from zoo.models.segmentor import Segmentor
+from zoo.models.weights import config_weights, register_weights
+from zoo.utils.errors import CheckpointError, ConfigError
+from zoo.utils.registry import MODELS
 
 
 class ASPP(nn.Layer):
@@ -73,184 +46,13 @@ class ASPP(nn.Layer):
         self.parallel_branches = nn.LayerList([
             conv_bn_act(in_channels, out_channels, 1, act=act) if d == 1 else
             conv_bn_act(in_channels, out_channels, 3, padding=d, dilation=d, act=act) for d in dilations])
-        self.global_branch = nn.Sequential(nn.AdaptiveAvgPool2D(1), *_cba(in_channels, out_channels, 1, act=act))
+        self.global_branch = nn.Sequential(nn.AdaptiveAvgPool2D(1), *conv_bn_act(in_channels, out_channels, 1, act=act))
         self.bottleneck = conv_bn_act(out_channels * (len(dilations) + 1), out_channels, 3, padding=1, act=act)
 
     def forward(self, x):
         outs = [branch(x) for branch in self.parallel_branches]
         outs.append(resize(self.global_branch(x), input_hw(x), align_corners=self.align_corners))
         return self.bottleneck(paddle.concat(outs, axis=1))
-
-
-def _project(in_channels, out_channels, num_convs, act):
-    """sssegmentation ``SelfAttentionBlock.buildproject`` with norm: one conv-BN-act block, or a
-    Sequential of them when ``num_convs > 1``."""
-    convs = [conv_bn_act(in_channels if i == 0 else out_channels, out_channels, 1, act=act) for i in range(num_convs)]
-    return convs[0] if num_convs == 1 else nn.Sequential(*convs)
-
-
-class SelfAttentionBlock(nn.Layer):
-    """Scaled dot-product attention from query pixels to key pixels (sssegmentation
-    ``base/selfattention.py`` with two key/query convs, one value/out conv, all normed,
-    matmul_norm and out projection: the configuration MCIBI uses)."""
-
-    def __init__(self, in_channels, transform_channels, out_channels, key_query_num_convs=2, act='relu'):
-        super().__init__()
-        self.transform_channels = transform_channels
-        self.key_project = _project(in_channels, transform_channels, key_query_num_convs, act)
-        self.query_project = _project(in_channels, transform_channels, key_query_num_convs, act)
-        self.value_project = _project(in_channels, transform_channels, 1, act)
-        self.out_project = _project(transform_channels, out_channels, 1, act)
-
-    def forward(self, query_feats, key_feats):
-        query = self.query_project(query_feats)
-        shape = paddle.shape(query)
-        q = query.flatten(2).transpose([0, 2, 1])                 # [B, HWq, T]
-        k = self.key_project(key_feats).flatten(2)                 # [B, T, HWk]
-        v = self.value_project(key_feats).flatten(2).transpose([0, 2, 1])  # [B, HWk, T]
-        sim = F.softmax(paddle.matmul(q, k) * (self.transform_channels ** -0.5), axis=-1)
-        context = paddle.matmul(sim, v).transpose([0, 2, 1])      # [B, T, HWq]
-        return self.out_project(paddle.reshape(context, shape))
-
-
-class FeaturesMemory(nn.Layer):
-    """The dataset-level memory and its read-out (sssegmentation ``mcibi/memory.py``).
-
-    ``memory``: buffer ``[num_classes, num_feats_per_cls, feats_channels]``, zeros until the
-    first update (or filled by ``tools/init_memory.py``).
-    """
-
-    def __init__(self, num_classes, feats_channels, transform_channels, out_channels, num_feats_per_cls=1,
-                 use_context_within_image=True, use_hard_aggregate=False, act='relu'):
-        super().__init__()
-        if num_feats_per_cls < 1:
-            raise ConfigError(f'model.num_feats_per_cls: expected >= 1, got {num_feats_per_cls}')
-        self.num_classes = num_classes
-        self.feats_channels = feats_channels
-        self.num_feats_per_cls = num_feats_per_cls
-        self.use_context_within_image = use_context_within_image
-        self.use_hard_aggregate = use_hard_aggregate
-        self.register_buffer('memory', paddle.zeros([num_classes, num_feats_per_cls, feats_channels]),
-                             persistable=True)
-        if num_feats_per_cls > 1:
-            self.self_attentions = nn.LayerList([
-                SelfAttentionBlock(feats_channels, transform_channels, feats_channels, act=act)
-                for _ in range(num_feats_per_cls)])
-            self.fuse_memory_conv = conv_bn_act(feats_channels * num_feats_per_cls, feats_channels, 1, act=act)
-        else:
-            self.self_attention = SelfAttentionBlock(feats_channels, transform_channels, feats_channels, act=act)
-        self.bottleneck = conv_bn_act(feats_channels * 2, out_channels, 3, padding=1, act=act)
-        if use_context_within_image:
-            self.self_attention_ms = SelfAttentionBlock(feats_channels, transform_channels, feats_channels, act=act)
-            self.bottleneck_ms = conv_bn_act(feats_channels * 2, out_channels, 3, padding=1, act=act)
-
-    def class_weights(self, preds):
-        """[B, K, H*W]: softmax class probabilities (or one-hot argmax with hard aggregation)."""
-        if self.use_hard_aggregate:
-            onehot = F.one_hot(paddle.argmax(preds, axis=1), self.num_classes)  # [B, H, W, K]
-            return onehot.transpose([0, 3, 1, 2]).flatten(2)
-        return F.softmax(preds, axis=1).flatten(2)
-
-    def forward(self, feats, preds, feats_ms=None):
-        weights = self.class_weights(preds)
-        memory = self.memory.detach()
-        shape = paddle.shape(feats)
-        # each pixel reads sum_k p_k * memory[k]: [C, K] x [B, K, HW] -> [B, C, HW]
-        selected = [paddle.reshape(paddle.matmul(memory[:, j, :].transpose([1, 0]), weights), shape)
-                    for j in range(self.num_feats_per_cls)]
-        if self.num_feats_per_cls > 1:
-            related = [att(feats, s) for att, s in zip(self.self_attentions, selected)]
-            selected_memory = self.fuse_memory_conv(paddle.concat(related, axis=1))
-        else:
-            selected_memory = self.self_attention(feats, selected[0])
-        out = self.bottleneck(paddle.concat([feats, selected_memory], axis=1))
-        if self.use_context_within_image:
-            feats_ms = self.self_attention_ms(feats, feats_ms)
-            out = self.bottleneck_ms(paddle.concat([feats_ms, out], axis=1))
-        return out
-
-    @paddle.no_grad()
-    def update(self, features, labels, momentum, ignore_index=255, strategy='cosine_similarity',
-               align_corners=False):
-        """One memory update from a batch (sssegmentation ``FeaturesMemory.update``).
-
-        ``features``: [N, C, h, w] bottleneck features of the batch; ``labels``: [N, H, W].
-        The features are resized to the labels one image at a time and reduced into per-class
-        sums, so the result equals the reference's whole-batch computation without holding the
-        batch's full-resolution features at once.
-        """
-        K, Fm, C = self.num_classes, self.num_feats_per_cls, self.feats_channels
-        memory = self.memory.astype('float32')
-        features = features.astype('float32')
-        labels = labels.astype('int64')
-        if labels.ndim == 4:
-            labels = labels.squeeze(1)
-        size = labels.shape[-2:]
-        sum_feats = paddle.zeros([K, C], 'float32')
-        counts = paddle.zeros([K], 'float32')
-        w_feats = paddle.zeros([K * Fm, C], 'float32')   # sum (1 - cos) * f per (class, slot)
-        w_sums = paddle.zeros([K * Fm], 'float32')       # sum (1 - cos) per (class, slot)
-        slot_counts = paddle.zeros([K * Fm], 'float32')
-        mem_unit = F.normalize(memory, axis=-1)          # for slot assignment (F > 1)
-        mem_norm = paddle.linalg.norm(memory, axis=-1)   # [K, F]
-        for i in range(features.shape[0]):
-            f = resize(features[i:i + 1], size, align_corners=align_corners).flatten(2)[0].transpose([1, 0])
-            lab = labels[i].flatten()
-            keep = paddle.nonzero((lab != ignore_index) & (lab >= 0) & (lab < K)).flatten()
-            if keep.shape[0] == 0:
-                continue
-            f = paddle.gather(f, keep)                   # [P, C]
-            lab = paddle.gather(lab, keep)               # [P]
-            ones = paddle.ones([lab.shape[0]], 'float32')
-            sum_feats = paddle.index_add(sum_feats, lab, 0, f)
-            counts = paddle.index_add(counts, lab, 0, ones)
-            if strategy == 'mean':
-                continue
-            rows = paddle.gather(memory, lab)            # [P, F, C]
-            if Fm > 1:
-                relation = paddle.matmul(paddle.gather(mem_unit, lab), F.normalize(f, axis=-1).unsqueeze(-1))
-                slot = paddle.argmax(relation.squeeze(-1), axis=1)          # [P]
-            else:
-                slot = paddle.zeros_like(lab)
-            m = paddle.take_along_axis(rows, slot.reshape([-1, 1, 1]).expand([-1, 1, C]), axis=1).squeeze(1)
-            m_norm = paddle.take_along_axis(paddle.gather(mem_norm, lab), slot.reshape([-1, 1]), axis=1).squeeze(1)
-            # torch.nn.functional.cosine_similarity (eps 1e-8)
-            cos = (f * m).sum(-1) / paddle.clip(paddle.linalg.norm(f, axis=-1) * m_norm, min=1e-8)
-            w = 1.0 - cos
-            flat = lab * Fm + slot
-            w_feats = paddle.index_add(w_feats, flat, 0, f * w.unsqueeze(-1))
-            w_sums = paddle.index_add(w_sums, flat, 0, w)
-            slot_counts = paddle.index_add(slot_counts, flat, 0, ones)
-        new = self._fold(memory.numpy(), sum_feats.numpy(), counts.numpy(), w_feats.numpy().reshape(K, Fm, C),
-                         w_sums.numpy().reshape(K, Fm), slot_counts.numpy().reshape(K, Fm), momentum, strategy)
-        new = paddle.to_tensor(new, dtype='float32')
-        if paddle.distributed.get_world_size() > 1:
-            paddle.distributed.all_reduce(new)
-            new = new / paddle.distributed.get_world_size()
-        self.memory.set_value(new)
-
-    @staticmethod
-    def _fold(memory, sum_feats, counts, w_feats, w_sums, slot_counts, momentum, strategy):
-        """Apply the per-class updates (numpy; [K, F, C] memory)."""
-        new = memory.copy()
-        for c in np.nonzero(counts > 0)[0]:
-            empty = np.nonzero((memory[c] == 0).all(-1))[0]
-            if len(empty):                       # first time: the class mean fills an empty slot
-                new[c, empty[0]] = sum_feats[c] / counts[c]
-                continue
-            if strategy == 'mean':
-                new[c, 0] = (1 - momentum) * memory[c, 0] + momentum * sum_feats[c] / counts[c]
-                continue
-            for j in range(memory.shape[1]):
-                if slot_counts[c, j] == 0:
-                    # the reference sums an empty selection (0): the slot decays by (1 - momentum)
-                    target = np.zeros_like(memory[c, j])
-                elif w_sums[c, j] > 0:
-                    target = w_feats[c, j] / w_sums[c, j]
-                else:                            # every feature parallel to the memory: plain mean
-                    target = memory[c, j]
-                new[c, j] = (1 - momentum) * memory[c, j] + momentum * target
-        return new
 
 
 class AuxiliaryDecoder(nn.Sequential):
@@ -260,23 +62,29 @@ class AuxiliaryDecoder(nn.Sequential):
     0..4; two convs with upsampling (the ViT-L rows) 0..9, the second conv at 4x the feature
     resolution, as in the reference."""
 
-    def __init__(self, in_channels, channels, num_classes, dropout=0.1, act='relu', num_convs=1, upsample=None):
+    def __init__(self, in_channels, channels, num_classes, dropout=0.1, act='relu', num_convs=1, upsample=None,
+                 in_index=-2):
         layers = []
         for i in range(num_convs):
-            layers += _cba(in_channels if i == 0 else channels, channels, 3, padding=1, act=act)
+            layers += list(conv_bn_act(in_channels if i == 0 else channels, channels, 3, padding=1, act=act))
             if upsample:
                 layers.append(nn.Upsample(scale_factor=upsample, mode='nearest'))
         layers += [nn.Dropout2D(dropout), nn.Conv2D(channels if num_convs else in_channels, num_classes, 1)]
         super().__init__(*layers)
+        self.in_index = in_index
+
+    def forward(self, feats):
+        """Reads backbone feature ``in_index`` (the one before the last, by default)."""
+        return super().forward(feats[self.in_index])
 
 
 def _decoder(channels, num_classes, dropout, act):
-    return nn.Sequential(*_cba(channels, channels, 1, act=act), nn.Dropout2D(dropout),
+    return nn.Sequential(*conv_bn_act(channels, channels, 1, act=act), nn.Dropout2D(dropout),
                          nn.Conv2D(channels, num_classes, 1))
 
 
 @MODELS.register()
-class MCIBI(nn.Layer):
+class MCIBI(Segmentor):
     """DeepLabV3 (ASPP) with MCIBI's dataset-level memory.
 
     Args:
@@ -310,8 +118,10 @@ class MCIBI(nn.Layer):
         memory_init: optional ``.npy`` file ``[num_classes, num_feats_per_cls, feats_channels]``
             from ``tools/init_memory.py``.
         align_corners: of every bilinear resize.
-        pretrained: whole-model checkpoint in our names.
+        pretrained: whole-model weights: ours, a weights-table name or an sssegmentation checkpoint.
     """
+
+    training_only = ('auxiliary_decoder.',)
 
     def __init__(self, num_classes, backbone, in_channels=2048, feats_channels=512, transform_channels=256,
                  out_channels=512, num_feats_per_cls=1, use_hard_aggregate=False, aspp_dilations=(1, 12, 24, 36),
@@ -320,9 +130,8 @@ class MCIBI(nn.Layer):
                  update_strategy='cosine_similarity', memory_base_momentum=0.9, memory_base_lr=0.01,
                  memory_adjust_by_lr=True, ignore_index=255, use_memory_loss=False, memory_loss_start_iter=0,
                  memory_init=None, align_corners=False, pretrained=None):
-        super().__init__()
-        if not isinstance(backbone, nn.Layer) or not hasattr(backbone, 'feat_channels'):
-            raise ConfigError(f'model.backbone: expected a backbone type dict (e.g. ResNetV1c), got {backbone!r}')
+        super().__init__(num_classes, align_corners)
+        self.backbone = self.check_backbone(backbone, 'ResNetV1c')
         if backbone.feat_channels[-1] != in_channels:
             raise ConfigError(f'model.in_channels: {in_channels} does not match the backbone\'s last stage '
                               f'({backbone.feat_channels[-1]} channels)')
@@ -334,8 +143,6 @@ class MCIBI(nn.Layer):
             make_act(act)
         except ValueError:
             raise ConfigError(f'model.act: unknown activation {act!r}') from None
-        self.num_classes = num_classes
-        self.align_corners = align_corners
         self.update_strategy = update_strategy
         self.memory_base_momentum = memory_base_momentum
         self.memory_base_lr = memory_base_lr
@@ -343,10 +150,7 @@ class MCIBI(nn.Layer):
         self.ignore_index = ignore_index
         self.use_memory_loss = use_memory_loss
         self.memory_loss_start_iter = memory_loss_start_iter
-        self.backbone = backbone
         aux_in = self._check_aux(backbone, aux_in_channels, aux_channels, aux_num_convs, aux_upsample)
-        aux_names = ['aux'] if len(aux_in) == 1 else [f'aux{i + 1}' for i in range(len(aux_in))]
-        self.output_names = ['stage2', 'stage1'] + aux_names + (['memory'] if use_memory_loss else [])
         head = []
         if aspp_dilations:
             self.context_within_image_module = ASPP(in_channels, feats_channels, tuple(aspp_dilations),
@@ -361,8 +165,9 @@ class MCIBI(nn.Layer):
         self.decoder_stage2 = _decoder(out_channels, num_classes, dropout, act)
         # sssegmentation keeps a one-entry ``auxiliary`` list as a bare decoder (its
         # ``setauxiliarydecoder``), so the single-decoder names stay ``auxiliary_decoder.<j>``
-        decoders = [AuxiliaryDecoder(c, aux_channels, num_classes, aux_dropout, act, aux_num_convs, aux_upsample)
-                    for c in aux_in]
+        # the N decoders read the N backbone features before the last one, in order
+        decoders = [AuxiliaryDecoder(c, aux_channels, num_classes, aux_dropout, act, aux_num_convs, aux_upsample,
+                                     in_index=i - 1 - len(aux_in)) for i, c in enumerate(aux_in)]
         self.auxiliary_decoder = None
         if len(decoders) == 1:
             self.auxiliary_decoder = decoders[0]
@@ -370,14 +175,12 @@ class MCIBI(nn.Layer):
             self.auxiliary_decoder = nn.LayerList(decoders)
         head += decoders
         for layer in head + [self.bottleneck, self.memory_module, self.decoder_stage1, self.decoder_stage2]:
-            torch_default_conv_init(layer)
+            torch_default_init(layer)
         self._cached_features = None
         self._iteration = 0
         if memory_init:
             self.load_memory(memory_init)
-        self.pretrained = pretrained
-        if pretrained:
-            load_pretrained(self, pretrained, strict=True)
+        self.init_pretrained(pretrained)
 
     @staticmethod
     def _check_aux(backbone, aux_in_channels, aux_channels, aux_num_convs, aux_upsample):
@@ -413,7 +216,6 @@ class MCIBI(nn.Layer):
 
     def load_memory(self, path):
         """Fill the memory from a ``.npy`` file written by ``tools/init_memory.py``."""
-        from zoo.utils.errors import CheckpointError
         try:
             arr = np.load(path)
         except (OSError, ValueError) as e:
@@ -423,28 +225,31 @@ class MCIBI(nn.Layer):
             raise CheckpointError(f'model.memory_init: {path!r} has shape {list(arr.shape)}, expected {list(want)}')
         self.memory_module.memory.set_value(arr.astype('float32'))
 
-    def decode(self, top):
-        """Head on the last backbone feature: (stage-2 logits, stage-1 logits, memory input)."""
+    @property
+    def output_names(self):
+        n = len(self.auxiliary_heads())
+        aux = ['aux'] if n == 1 else [f'aux{i + 1}' for i in range(n)]
+        return ['stage2', 'stage1'] + aux + (['memory'] if self.use_memory_loss else [])
+
+    def auxiliary_heads(self):
+        dec = self.auxiliary_decoder
+        return [] if dec is None else list(dec) if isinstance(dec, nn.LayerList) else [dec]
+
+    def decode(self, feats):
+        """Head on the last backbone feature: [stage-2 logits, stage-1 logits]; in training the
+        memory input (bottleneck features) is kept for :meth:`train_step_hook`."""
+        top = feats[-1]
         feats_ms = self.context_within_image_module(top) if self.context_within_image_module is not None else None
         memory_input = self.bottleneck(top)
         preds_stage1 = self.decoder_stage1(memory_input)
         memory_output = self.memory_module(memory_input, preds_stage1, feats_ms)
-        return self.decoder_stage2(memory_output), preds_stage1, memory_input
+        if self.training:
+            self._cached_features = memory_input.detach()
+        return [self.decoder_stage2(memory_output), preds_stage1]
 
     def forward(self, x):
-        feats = self.backbone(x)
-        preds_stage2, preds_stage1, memory_input = self.decode(feats[-1])
-        if not self.training:
-            return [resize(preds_stage2, input_hw(x), align_corners=self.align_corners)]
-        self._cached_features = memory_input.detach()
-        logits = [preds_stage2, preds_stage1]
-        if isinstance(self.auxiliary_decoder, nn.LayerList):
-            aux_feats = feats[-1 - len(self.auxiliary_decoder):-1]
-            logits += [dec(f) for dec, f in zip(self.auxiliary_decoder, aux_feats)]
-        elif self.auxiliary_decoder is not None:
-            logits.append(self.auxiliary_decoder(feats[-2]))
-        outs = [resize(t, input_hw(x), align_corners=self.align_corners) for t in logits]
-        if self.use_memory_loss:
+        outs = super().forward(x)
+        if self.training and self.use_memory_loss:
             outs.append(self.memory_logits())
         return outs
 
@@ -472,26 +277,20 @@ class MCIBI(nn.Layer):
                                   self.update_strategy, self.align_corners)
 
 
-@LOSSES.register()
-class MCIBIMemoryLoss(nn.Layer):
-    """Cross-entropy of ``decoder_stage2`` on the memory entries against their own classes
-    (sssegmentation ``MCIBI.calculatememoryloss``); takes MCIBI's 4th training output and
-    ignores the pixel labels. An empty input (before the start iteration) gives 0."""
-
-    def forward(self, logits, label=None):
-        n, k = logits.shape[0], logits.shape[1]
-        if n == 0:
-            return paddle.zeros([], 'float32')
-        per_class = n // k
-        target = paddle.arange(k, dtype='int64').unsqueeze(1).expand([k, per_class]).reshape([-1, 1])
-        return F.cross_entropy(logits.reshape([n, k]).astype('float32'), target, reduction='mean')
-
-
 # -- importer -------------------------------------------------------------------------
 
-def sssegmentation_key(key, vit_backbone=False):
-    """One sssegmentation MCIBI state-dict key -> (our key, whether the value is a torch
-    linear weight to transpose), after the BN statistics renames.
+def sssegmentation_value(key, value, model):
+    """A ViT backbone's torch Linear weights [out, in] -> Paddle's [in, out]."""
+    if isinstance(model.backbone, VisionTransformer) and key.startswith('backbone.') and is_linear_weight(key):
+        return np.ascontiguousarray(np.asarray(value).T)
+    return value
+
+
+@register_importer('MCIBI', 'sssegmentation', value=sssegmentation_value)
+def sssegmentation_key(key, model=None):
+    """sssegmentation MCIBI checkpoints (``{'model': state_dict}``; the tree is the same from
+    the 2021 ``memorynet`` that trained the published weights to 1.7.0), key by key; BN
+    statistics renamed.
 
     ``backbone_net.`` -> ``backbone.`` (its ResNet uses mmseg/torchvision names: ``stem.<i>``,
     ``layer<n>.<j>``, ``downsample.<i>``; its ViT our names); the segmentor-level ViT
@@ -502,21 +301,53 @@ def sssegmentation_key(key, vit_backbone=False):
         key = key[len('module.'):]
     if key.startswith('backbone_net.'):
         key = 'backbone.' + key[len('backbone_net.'):]
-        return key, vit_backbone and is_linear_weight(key)
-    if key.startswith(('downsample_backbone.', 'norm_layers.')):
-        return 'backbone.' + key, False
-    return key, False
+    elif key.startswith(('downsample_backbone.', 'norm_layers.')):
+        key = 'backbone.' + key
+    return torch_key(key)
 
 
-@register_importer('MCIBI', 'sssegmentation')
-def import_sssegmentation(sd, model):
-    """sssegmentation MCIBI checkpoints (``{'model': state_dict}``; the tree is the same from
-    the 2021 ``memorynet`` that trained the published weights to 1.7.0), key by key through
-    :func:`sssegmentation_key`; BN statistics renamed; ViT linear weights transposed to
-    Paddle's [in, out]."""
-    vit = isinstance(model.backbone, VisionTransformer)
-    out = {}
-    for k, v in torch_to_paddle_names(sd).items():
-        new, transpose = sssegmentation_key(k, vit)
-        out[new] = np.ascontiguousarray(np.asarray(v.numpy() if hasattr(v, 'numpy') else v).T) if transpose else v
-    return out
+
+def _sssegmentation(config, metric, miou, batch_epochs, file_name):
+    return config_weights('MCIBI', 'sssegmentation', _SSSEG_RELEASE + file_name, f'configs/mcibi/{config}', metric,
+                          miou, f'sssegmentation recipe: SGD, poly, batch / epochs {batch_epochs}')
+
+
+_SSSEG_RELEASE = 'https://github.com/SegmentationBLWX/modelstore/releases/download/ssseg_mcibi/'
+register_weights(
+    _sssegmentation('mcibi_r50-d8_cocostuff10k_512x512_110e.yml', 'COCO-Stuff-10k test mIoU', 38.84, '16/110',
+                    'mcibi_deeplabv3_r50_cocostuff10k.pth'),
+    _sssegmentation('mcibi_r101-d8_cocostuff10k_512x512_110e.yml', 'COCO-Stuff-10k test mIoU', 39.84, '16/110',
+                    'mcibi_deeplabv3_r101_cocostuff10k.pth'),
+    _sssegmentation('mcibi_r50-d8_ade20k_512x512_130e.yml', 'ADE20K val mIoU', 44.39, '16/130',
+                    'mcibi_deeplabv3_r50_ade20k.pth'),
+    _sssegmentation('mcibi_r101-d8_ade20k_512x512_130e.yml', 'ADE20K val mIoU', 45.66, '16/130',
+                    'mcibi_deeplabv3_r101_ade20k.pth'),
+    _sssegmentation('mcibi_r50-d8_cityscapes_512x1024_440e.yml', 'Cityscapes test mIoU (ms+flip)', 79.90, '16/440',
+                    'mcibi_deeplabv3_r50_cityscapes.pth'),
+    _sssegmentation('mcibi_r101-d8_cityscapes_512x1024_440e.yml', 'Cityscapes test mIoU (ms+flip)', 82.03, '16/440',
+                    'mcibi_deeplabv3_r101_cityscapes.pth'),
+    _sssegmentation('mcibi_r50-d8_lip_473x473_150e.yml', 'LIP val mIoU', 53.73, '32/150',
+                    'mcibi_deeplabv3_r50_lip.pth'),
+    _sssegmentation('mcibi_r101-d8_lip_473x473_150e.yml', 'LIP val mIoU', 55.02, '32/150',
+                    'mcibi_deeplabv3_r101_lip.pth'),
+    _sssegmentation('mcibi_vit-large_cocostuff10k_512x512_110e.yml', 'COCO-Stuff-10k test mIoU', 44.01, '16/110',
+                    'mcibi_deeplabv3_vitlarge_cocostuff10k.pth'),
+    _sssegmentation('mcibi_s101-d8_cocostuff10k_512x512_150e.yml', 'COCO-Stuff-10k test mIoU', 41.18, '32/150',
+                    'mcibi_deeplabv3_s101_cocostuff10k.pth'),
+    _sssegmentation('mcibi_hrnetv2-w48_cocostuff10k_512x512_110e.yml', 'COCO-Stuff-10k test mIoU', 39.77, '16/110',
+                    'mcibi_deeplabv3_hrnetv2w48_cocostuff10k.pth'),
+    _sssegmentation('mcibi_vit-large_ade20k_512x512_130e.yml', 'ADE20K val mIoU', 49.73, '16/130',
+                    'mcibi_deeplabv3_vitlarge_ade20k.pth'),
+    _sssegmentation('mcibi_s101-d8_ade20k_512x512_180e.yml', 'ADE20K val mIoU', 46.63, '16/180',
+                    'mcibi_deeplabv3_s101_ade20k.pth'),
+    _sssegmentation('mcibi_hrnetv2-w48_ade20k_512x512_180e.yml', 'ADE20K val mIoU', 45.79, '16/180',
+                    'mcibi_deeplabv3_hrnetv2w48_ade20k.pth'),
+    _sssegmentation('mcibi_s101-d8_cityscapes_512x1024_500e.yml', 'Cityscapes test mIoU (ms+flip)', 81.59, '16/500',
+                    'mcibi_deeplabv3_s101_cityscapes.pth'),
+    _sssegmentation('mcibi_hrnetv2-w48_cityscapes_512x1024_500e.yml', 'Cityscapes test mIoU (ms+flip)', 82.55, '16/500',
+                    'mcibi_deeplabv3_hrnetv2w48_cityscapes.pth'),
+    _sssegmentation('mcibi_s101-d8_lip_473x473_150e.yml', 'LIP val mIoU', 56.21, '40/150',
+                    'mcibi_deeplabv3_s101_lip.pth'),
+    _sssegmentation('mcibi_hrnetv2-w48_lip_473x473_150e.yml', 'LIP val mIoU', 56.40, '40/150',
+                    'mcibi_deeplabv3_hrnetv2w48_lip.pth'),
+)

@@ -18,18 +18,15 @@ and BN when the block is strided, as ``avg_downsample=True`` in the reference).
 Parameter names follow the reference module tree (``stem.conv``, ``body.stage16.3.conv2.convs.1``,
 ``decoder.head16.bn``...), so importing an official checkpoint only renames BN statistics.
 """
-import math
-
 import paddle
 import paddle.nn as nn
-import paddle.nn.functional as F
 
-from ..utils.checkpoint import load_state_dict_checked, read_state_dict
-from ..utils.errors import CheckpointError, ConfigError
-from ..utils.logger import logger
-from ..utils.registry import MODELS
-from .convert import register_importer, torch_to_paddle_names
-from .layers import BN_EPS, BN_MOMENTUM, ConvModule
+from zoo.models.convert import register_importer, torch_key
+from zoo.models.layers import ConvModule, batch_norm, resize, torch_default_init
+from zoo.models.segmentor import Segmentor
+from zoo.models.weights import Weights, register_weights
+from zoo.utils.errors import ConfigError
+from zoo.utils.registry import MODELS
 
 # The body's dilation schedule of the 1/16 stage after its strided first block (reference
 # ``exp48``/``exp53``): one block with d=1, one with (1, 2), four with (1, 4), seven with (1, 14).
@@ -63,10 +60,6 @@ ARCHS = {
 }
 
 
-def _bn(channels):
-    return nn.BatchNorm2D(channels, momentum=BN_MOMENTUM, epsilon=BN_EPS)
-
-
 class SEModule(nn.Layer):
     """Squeeze-and-excitation: global average pool, 1x1 conv, ReLU, 1x1 conv, sigmoid, rescale."""
 
@@ -94,7 +87,7 @@ class Shortcut(nn.Layer):
         super().__init__()
         self.avg = nn.AvgPool2D(2, 2, ceil_mode=True, exclusive=True) if stride != 1 else None
         self.conv = nn.Conv2D(in_channels, out_channels, 1, bias_attr=False)
-        self.bn = _bn(out_channels)
+        self.bn = batch_norm(out_channels)
 
     def forward(self, x):
         if self.avg is not None:
@@ -113,8 +106,8 @@ class DilatedConv(nn.Layer):
         super().__init__()
         n = len(dilations)
         if channels % n or (channels // n) % group_width:
-            raise ConfigError(f'DilatedConv: {channels} channels cannot be split {n} ways in groups '
-                              f'of {group_width}')
+            raise ConfigError(f'model.name: a D block of {channels} channels cannot be split {n} ways in '
+                              f'groups of {group_width}')
         split = channels // n
         self.num_splits = n
         self.convs = nn.LayerList([
@@ -136,7 +129,7 @@ class DBlock(nn.Layer):
         super().__init__()
         groups = out_channels // group_width
         self.conv1 = nn.Conv2D(in_channels, out_channels, 1, bias_attr=False)
-        self.bn1 = _bn(out_channels)
+        self.bn1 = batch_norm(out_channels)
         self.act1 = nn.ReLU()
         if len(dilations) == 1:
             d = dilations[0]
@@ -144,11 +137,11 @@ class DBlock(nn.Layer):
                                    groups=groups, bias_attr=False)
         else:
             self.conv2 = DilatedConv(out_channels, dilations, group_width, stride)
-        self.bn2 = _bn(out_channels)
+        self.bn2 = batch_norm(out_channels)
         self.act2 = nn.ReLU()
         self.se = SEModule(out_channels, in_channels // 4)
         self.conv3 = nn.Conv2D(out_channels, out_channels, 1, bias_attr=False)
-        self.bn3 = _bn(out_channels)
+        self.bn3 = batch_norm(out_channels)
         self.act3 = nn.ReLU()
         if stride != 1 or in_channels != out_channels:
             self.shortcut = Shortcut(in_channels, out_channels, stride)
@@ -203,7 +196,7 @@ class RegSegDecoder(nn.Layer):
         self.classifier = nn.Conv2D(fuse_channels, num_classes, 1)
 
     def _up(self, x, like):
-        return F.interpolate(x, size=paddle.shape(like)[2:], mode='bilinear', align_corners=self.align_corners)
+        return resize(x, paddle.shape(like)[2:], align_corners=self.align_corners)
 
     def forward(self, feats):
         x4, x8, x16 = feats
@@ -215,77 +208,62 @@ class RegSegDecoder(nn.Layer):
         return self.classifier(x4)
 
 
-def torch_default_init(layer):
-    """PyTorch's default conv init (uniform +-1/sqrt(fan_in) for weight and bias).
-
-    RegSeg trains from scratch (no ImageNet), so the reference's initialisation is part of the
-    recipe; Paddle's default (He normal, zero bias) is a different starting point.
-    """
-    for m in layer.sublayers():
-        if isinstance(m, nn.Conv2D):
-            fan_in = m.weight.shape[1] * m.weight.shape[2] * m.weight.shape[3]
-            bound = 1.0 / math.sqrt(fan_in)
-            m.weight.set_value(paddle.uniform(m.weight.shape, min=-bound, max=bound))
-            if m.bias is not None:
-                m.bias.set_value(paddle.uniform(m.bias.shape, min=-bound, max=bound))
-
-
 @MODELS.register()
-class RegSeg(nn.Layer):
+class RegSeg(Segmentor):
     """RegSeg (``exp48_decoder26``, the paper's model) and its larger ``exp53_decoder29``.
+
+    Its trunk is the reference's ``stem`` and ``body`` (the backbone), its head ``decoder``.
 
     Args:
         num_classes: output classes.
         name: ``exp48_decoder26`` or ``exp53_decoder29``.
         align_corners: of every bilinear resize (the reference uses False).
-        pretrained: a checkpoint in our names (Paddle) or an official ``.pth``
+        pretrained: weights in our names (Paddle), a weights-table name, or an official ``.pth``
             (``{'model': state_dict}``); a classifier of another class count is skipped and
             stays freshly initialised (the reference's ``change_num_classes``, used to start
             CamVid from Cityscapes).
     """
 
+    keep_mismatched = ('decoder.classifier.',)
+
     def __init__(self, num_classes, name='exp48_decoder26', align_corners=False, pretrained=None):
-        super().__init__()
+        super().__init__(num_classes, align_corners)
         if name not in ARCHS:
             raise ConfigError(f'model.name: unknown RegSeg variant {name!r} (expected one of {", ".join(ARCHS)})')
         body_fn, (head, head4, fuse) = ARCHS[name]
         self.name = name
-        self.num_classes = num_classes
-        self.align_corners = align_corners
         self.stem = ConvModule(3, 32, 3, stride=2, padding=1)
         self.body = RegSegBody(**body_fn())
         self.decoder = RegSegDecoder(num_classes, self.body.channels, head, head4, fuse, align_corners)
         torch_default_init(self)
-        if pretrained:
-            self.load_pretrained(pretrained)
+        self.init_pretrained(pretrained)
 
-    def forward_features(self, x):
+    def extract_feat(self, x):
         """The 1/4, 1/8 and 1/16 body features."""
         return self.body(self.stem(x))
 
-    def forward(self, x):
-        logit = self.decoder(self.forward_features(x))
-        return [F.interpolate(logit, size=paddle.shape(x)[2:], mode='bilinear', align_corners=self.align_corners)]
-
-    def load_pretrained(self, path):
-        sd = read_state_dict(path, 'pretrained weights')
-        if any(k.endswith('running_mean') for k in sd):  # an official PyTorch checkpoint
-            sd = import_regseg(sd, self)
-        own = self.state_dict()
-        skipped = [k for k in ('decoder.classifier.weight', 'decoder.classifier.bias')
-                   if k in sd and k in own and tuple(sd[k].shape) != tuple(own[k].shape)]
-        for k in skipped:
-            sd.pop(k)
-        if skipped:
-            logger.info(f'pretrained {path}: classifier has {own[skipped[0]].shape[0]} classes here, '
-                        'kept freshly initialised')
-        missing, _ = load_state_dict_checked(self, sd, f'pretrained {path}', strict=not skipped)
-        if set(missing) - set(skipped):
-            raise CheckpointError(f'pretrained {path}: missing {sorted(set(missing) - set(skipped))[:6]}')
-        logger.info(f'loaded pretrained weights {path}')
+    def decode(self, feats):
+        return [self.decoder(feats)]
 
 
-@register_importer('RegSeg', 'regseg')
-def import_regseg(state_dict, model):
-    """Official RegSeg checkpoints use our names already; only BN statistics are renamed."""
-    return torch_to_paddle_names(state_dict)
+# official RegSeg checkpoints use our names already; only BN statistics are renamed
+register_importer('RegSeg', 'regseg')(torch_key)
+
+
+_RELEASE = 'https://github.com/RolandGao/RegSeg/releases/download/v1.0-alpha/'
+_TRAIN = 'official recipe: SGD lr 0.05, poly, 768x768 crops, 1000 epochs on Cityscapes train'
+_TRAINVAL = ('official recipe: SGD lr 0.05, poly, 1024x1024 crops, bootstrapped CE, 1000 epochs on '
+             'Cityscapes train+val')
+register_weights(
+    *[Weights(f'regseg_exp48_cityscapes_train_run{i}', 'RegSeg', 'regseg',
+              f'{_RELEASE}cityscapes_exp48_decoder26_train_1000_epochs_run{i}',
+              config='configs/regseg/regseg_exp48_cityscapes_768x768_1000e.yml', metric='Cityscapes val mIoU',
+              miou=miou, recipe=_TRAIN)
+      for i, miou in ((1, 77.76), (2, 78.85), (3, 78.07))],
+    Weights('regseg_exp48_cityscapes_trainval', 'RegSeg', 'regseg',
+            f'{_RELEASE}cityscapes_exp48_decoder26_trainval_1000_epochs_1024_crop_bootstrapped_run1',
+            metric='Cityscapes test mIoU', miou=78.3, recipe=_TRAINVAL),
+    Weights('regseg_exp53_cityscapes_trainval', 'RegSeg', 'regseg',
+            f'{_RELEASE}cityscapes_exp53_decoder29_trainval_1000_epochs_1024_crop_bootstrapped_run1',
+            metric='Cityscapes test mIoU (name: exp53_decoder29)', miou=79.5, recipe=_TRAINVAL),
+)

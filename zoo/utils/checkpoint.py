@@ -170,17 +170,3 @@ def load_state_dict_checked(layer, state_dict, source='weights', strict=True):
     layer.set_state_dict({k: v for k, v in state_dict.items() if k in own})
     return missing, unexpected
 
-
-def load_pretrained(layer, path_or_url, converter=None, strict=False, sha256=None):
-    """Load pretrained weights into ``layer`` (a model or a backbone).
-
-    ``converter(state_dict) -> state_dict`` renames a foreign checkpoint (e.g. an mmseg
-    PyTorch file) into this layer's names; it lives next to the model it serves.
-    ``sha256``: the expected hash of the file (checked for URLs and local files alike).
-    """
-    sd = read_state_dict(path_or_url, 'pretrained weights', sha256=sha256)
-    if converter is not None:
-        sd = converter(sd)
-    missing, unexpected = load_state_dict_checked(layer, sd, f'pretrained {path_or_url}', strict=strict)
-    logger.info(f'loaded pretrained weights {path_or_url} ({len(sd) - len(unexpected)} tensors)')
-    return missing, unexpected

@@ -24,22 +24,13 @@ Parameter names are the reference's (``conv1``, ``layer1.<j>``, ``transition<k>.
 import paddle
 import paddle.nn as nn
 
-from zoo.utils.checkpoint import load_pretrained
+from zoo.models.backbones.resnet import BasicBlock, Bottleneck
+from zoo.models.convert import load_weights, register_importer, torch_key
+from zoo.models.layers import BN_MOMENTUM, batch_norm, conv_bn_act, resize
+from zoo.models.weights import Weights, register_weights
+from zoo.utils.download import name_hash_prefix
 from zoo.utils.errors import ConfigError
 from zoo.utils.registry import BACKBONES
-
-from ..convert import torch_to_paddle_names
-from ..layers import BN_EPS, BN_MOMENTUM, resize
-from .resnet import BasicBlock, Bottleneck
-
-# the ImageNet weights sssegmentation's HRNet loads (DEFAULT_MODEL_URLS there)
-PRETRAINED_URLS = {
-    'hrnetv2_w18_small': 'https://download.openmmlab.com/pretrain/third_party/hrnetv2_w18_small-b5a04e21.pth',
-    'hrnetv2_w18': 'https://download.openmmlab.com/pretrain/third_party/hrnetv2_w18-00eb2006.pth',
-    'hrnetv2_w32': 'https://download.openmmlab.com/pretrain/third_party/hrnetv2_w32-dc9eeb4f.pth',
-    'hrnetv2_w40': 'https://download.openmmlab.com/pretrain/third_party/hrnetv2_w40-ed0b031c.pth',
-    'hrnetv2_w48': 'https://download.openmmlab.com/pretrain/third_party/hrnetv2_w48-d2186c55.pth',
-}
 
 
 def _arch(stage1_blocks, blocks, modules, width):
@@ -63,11 +54,7 @@ BLOCKS = {'BASIC': BasicBlock, 'BOTTLENECK': Bottleneck}
 
 
 def _conv_bn(cin, cout, kernel_size, stride, bn_momentum, act=False):
-    layers = [nn.Conv2D(cin, cout, kernel_size, stride=stride, padding=kernel_size // 2, bias_attr=False),
-              nn.BatchNorm2D(cout, momentum=bn_momentum, epsilon=BN_EPS)]
-    if act:
-        layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
+    return conv_bn_act(cin, cout, kernel_size, stride, act='relu' if act else None, bn_momentum=bn_momentum)
 
 
 def _make_layer(block, inplanes, planes, num_blocks, bn_momentum):
@@ -83,8 +70,7 @@ class UpsampleFuse(nn.Sequential):
     """1x1 conv + BN from a lower-resolution branch, then bilinear upsampling by ``scale``."""
 
     def __init__(self, cin, cout, scale, bn_momentum):
-        super().__init__(nn.Conv2D(cin, cout, 1, bias_attr=False),
-                         nn.BatchNorm2D(cout, momentum=bn_momentum, epsilon=BN_EPS))
+        super().__init__(nn.Conv2D(cin, cout, 1, bias_attr=False), batch_norm(cout, bn_momentum))
         self.scale = scale
 
     def forward(self, x):
@@ -99,7 +85,7 @@ class HRModule(nn.Layer):
         super().__init__()
         n = len(num_channels)
         if not (len(num_blocks) == len(in_channels) == n):
-            raise ConfigError(f'HRModule: num_blocks {num_blocks}, in_channels {in_channels} and '
+            raise ConfigError(f'model.backbone: HRModule num_blocks {num_blocks}, in_channels {in_channels} and '
                               f'num_channels {num_channels} need one entry per branch')
         self.num_branches = n
         self.branches = nn.LayerList([
@@ -154,7 +140,8 @@ class HRNet(nn.Layer):
         mcibi_version: skip the ReLU after the first stem conv (sssegmentation's MCIBI Cityscapes).
         downsample_stride: > 1 appends MCIBI's ``downsample_backbone`` (3x3 conv, stride, BN, ReLU).
         bn_momentum: Paddle BN momentum (0.9 == torch 0.1).
-        pretrained: path or URL of ImageNet weights (OpenMMLab / sssegmentation names or ours).
+        pretrained: ImageNet weights (a weights-table name, URL or path; OpenMMLab / sssegmentation
+            names or ours).
     """
 
     def __init__(self, arch='hrnetv2_w48', in_channels=3, width=None, num_blocks=None, num_modules=None,
@@ -162,19 +149,19 @@ class HRNet(nn.Layer):
                  bn_momentum=BN_MOMENTUM, pretrained=None):
         super().__init__()
         if arch not in ARCH_SETTINGS:
-            raise ConfigError(f'HRNet arch must be one of {sorted(ARCH_SETTINGS)}, got {arch!r}')
+            raise ConfigError(f'model.backbone.arch: expected one of {sorted(ARCH_SETTINGS)}, got {arch!r}')
         stages = ARCH_SETTINGS[arch]
         if any(v is not None for v in (width, num_blocks, num_modules, stage1_blocks)):
             if num_modules is not None and len(num_modules) != 3:
-                raise ConfigError(f'HRNet num_modules needs 3 values (stages 2-4), got {num_modules!r}')
+                raise ConfigError(f'model.backbone.num_modules: needs 3 values (stages 2-4), got {num_modules!r}')
             stages = _arch(stage1_blocks or stages[0][2][0], num_blocks or stages[1][2][0],
                            tuple(num_modules or (s[0] for s in stages[1:])), width or stages[1][3][0])
         self.arch = arch
         self.mcibi_version = mcibi_version
         self.conv1 = nn.Conv2D(in_channels, 64, 3, stride=2, padding=1, bias_attr=False)
-        self.bn1 = nn.BatchNorm2D(64, momentum=bn_momentum, epsilon=BN_EPS)
+        self.bn1 = batch_norm(64, bn_momentum)
         self.conv2 = nn.Conv2D(64, 64, 3, stride=2, padding=1, bias_attr=False)
-        self.bn2 = nn.BatchNorm2D(64, momentum=bn_momentum, epsilon=BN_EPS)
+        self.bn2 = batch_norm(64, bn_momentum)
         self.relu = nn.ReLU()
         _, name, blocks, channels = stages[0]
         block = BLOCKS[name]
@@ -210,9 +197,8 @@ class HRNet(nn.Layer):
         if downsample_stride > 1:
             self.downsample_backbone = _conv_bn(out_channels, out_channels, 3, downsample_stride, bn_momentum, act=True)
         self.feat_channels = [out_channels]
-        self.pretrained = pretrained
         if pretrained:
-            load_pretrained(self, pretrained, converter=imagenet_hrnet_to_ours)
+            load_weights(self, pretrained, strict=False)
 
     def forward(self, x):
         x = self.bn1(self.conv1(x))
@@ -231,14 +217,20 @@ class HRNet(nn.Layer):
         return [out]
 
 
-def imagenet_hrnet_to_ours(sd):
-    """OpenMMLab's ``hrnetv2_w48`` ImageNet weights (what sssegmentation loads) -> ours.
+_IMAGENET_HEAD = ('incre_modules.', 'downsamp_modules.', 'final_layer.', 'classifier.')
 
-    Their names are ours; BN statistics are renamed, an optional ``backbone.`` /
-    ``backbone_net.`` prefix stripped; the ImageNet classification head (``incre_modules``,
-    ``downsamp_modules``, ``final_layer``, ``classifier``) is reported as unexpected.
-    """
-    for prefix in ('backbone_net.', 'backbone.'):
-        if any(k.startswith(prefix) for k in sd):
-            sd = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
-    return torch_to_paddle_names(sd)
+
+@register_importer('HRNet', 'mmseg')
+def torch_imagenet_key(key, model):
+    """OpenMMLab's ImageNet HRNetV2 weights (what sssegmentation loads): our names with PyTorch
+    BN statistics; their ImageNet classification head is dropped."""
+    return None if key.startswith(_IMAGENET_HEAD) else torch_key(key)
+
+
+# the ImageNet weights sssegmentation's HRNet loads (its DEFAULT_MODEL_URLS)
+register_weights(*[
+    Weights(arch, 'HRNet', 'mmseg', 'https://download.openmmlab.com/pretrain/third_party/' + f, name_hash_prefix(f),
+            recipe=f"ImageNet-1k (HRNet release, OpenMMLab names); sssegmentation's {arch}")
+    for arch, f in (('hrnetv2_w18_small', 'hrnetv2_w18_small-b5a04e21.pth'),
+                    ('hrnetv2_w18', 'hrnetv2_w18-00eb2006.pth'), ('hrnetv2_w32', 'hrnetv2_w32-dc9eeb4f.pth'),
+                    ('hrnetv2_w40', 'hrnetv2_w40-ed0b031c.pth'), ('hrnetv2_w48', 'hrnetv2_w48-d2186c55.pth'))])

@@ -12,34 +12,22 @@ split-attention conv.
 * the shortcut of a downsampling block average-pools then applies a 1x1 conv (ResNet-D);
 * output stride 8 with contract dilation (first block of a dilated stage at half the rate).
 
-Parameter names are sssegmentation's (``stem.<i>``, ``layer<n>.<j>.conv2.{conv,bn0,fc1,bn1,fc2}``,
-``downsample.1/2``), so its checkpoints and the OpenMMLab ImageNet weights it loads
-(``resnest101_d2-f3b931b2.pth``) import by renaming BN statistics only.
+The trunk (deep stem, stages, ResNet-D shortcuts, dilation) is :class:`ResNet`'s; this file
+holds only the block (timm's ``resnest.py`` pattern). Parameter names are sssegmentation's
+(``stem.<i>``, ``layer<n>.<j>.conv2.{conv,bn0,fc1,bn1,fc2}``, ``downsample.1/2``), so its
+checkpoints and the OpenMMLab ImageNet weights it loads (``resnest101_d2-f3b931b2.pth``)
+import through ResNet's importer by renaming BN statistics only.
 """
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from zoo.utils.checkpoint import load_pretrained
+from zoo.models.backbones.resnet import ResNet
+from zoo.models.layers import BN_MOMENTUM, batch_norm
+from zoo.models.weights import Weights, register_weights
+from zoo.utils.download import name_hash_prefix
 from zoo.utils.errors import ConfigError
 from zoo.utils.registry import BACKBONES
-
-from ..convert import torch_to_paddle_names
-from ..layers import BN_EPS, BN_MOMENTUM
-from .resnet import OUTPUT_STRIDES, _downsample, block_dilations
-
-# the ImageNet weights sssegmentation's ResNeSt loads (DEFAULT_MODEL_URLS there)
-PRETRAINED_URLS = {
-    50: 'https://download.openmmlab.com/pretrain/third_party/resnest50_d2-7497a55b.pth',
-    101: 'https://download.openmmlab.com/pretrain/third_party/resnest101_d2-f3b931b2.pth',
-    200: 'https://download.openmmlab.com/pretrain/third_party/resnest200_d2-ca88e41f.pth',
-}
-
-STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3), 200: (3, 24, 36, 3)}
-
-
-def _bn(channels, momentum):
-    return nn.BatchNorm2D(channels, momentum=momentum, epsilon=BN_EPS)
 
 
 class SplitAttentionConv2D(nn.Layer):
@@ -54,10 +42,10 @@ class SplitAttentionConv2D(nn.Layer):
         self.channels = channels
         self.conv = nn.Conv2D(in_channels, channels * radix, kernel_size, stride=stride, padding=padding,
                               dilation=dilation, groups=groups * radix, bias_attr=False)
-        self.bn0 = _bn(channels * radix, bn_momentum)
+        self.bn0 = batch_norm(channels * radix, bn_momentum)
         self.relu = nn.ReLU()
         self.fc1 = nn.Conv2D(channels, inter_channels, 1, groups=groups)
-        self.bn1 = _bn(inter_channels, bn_momentum)
+        self.bn1 = batch_norm(inter_channels, bn_momentum)
         self.fc2 = nn.Conv2D(inter_channels, channels * radix, 1, groups=groups)
 
     def r_softmax(self, x):
@@ -88,20 +76,20 @@ class ResNeStBottleneck(nn.Layer):
     """1x1 -> split-attention 3x3 (-> 3x3 avg-pool when strided) -> 1x1 (x4 channels)."""
     expansion = 4
 
-    def __init__(self, inplanes, planes, stride=1, dilation=1, downsample=None, groups=1, base_width=4,
-                 base_channels=64, radix=2, reduction_factor=4, avg_after_conv2=True, bn_momentum=BN_MOMENTUM):
+    def __init__(self, inplanes, planes, stride=1, dilation=1, downsample=None, bn_momentum=BN_MOMENTUM, groups=1,
+                 base_width=4, base_channels=64, radix=2, reduction_factor=4, avg_after_conv2=True):
         super().__init__()
         width = planes if groups == 1 else (planes * base_width // base_channels) * groups
         self.use_avg_after_conv2 = avg_after_conv2 and stride > 1
         self.conv1 = nn.Conv2D(inplanes, width, 1, bias_attr=False)
-        self.bn1 = _bn(width, bn_momentum)
+        self.bn1 = batch_norm(width, bn_momentum)
         self.conv2 = SplitAttentionConv2D(width, width, 3, stride=1 if self.use_avg_after_conv2 else stride,
                                           padding=dilation, dilation=dilation, groups=groups, radix=radix,
                                           reduction_factor=reduction_factor, bn_momentum=bn_momentum)
         if self.use_avg_after_conv2:
             self.avg_layer = nn.AvgPool2D(3, stride, padding=1, exclusive=False)
         self.conv3 = nn.Conv2D(width, planes * self.expansion, 1, bias_attr=False)
-        self.bn3 = _bn(planes * self.expansion, bn_momentum)
+        self.bn3 = batch_norm(planes * self.expansion, bn_momentum)
         self.relu = nn.ReLU()
         self.downsample = downsample
 
@@ -116,8 +104,11 @@ class ResNeStBottleneck(nn.Layer):
 
 
 @BACKBONES.register()
-class ResNeSt(nn.Layer):
-    """ResNeSt returning its four stage outputs (256, 512, 1024, 2048 channels).
+def ResNeSt(depth=101, in_channels=3, stem_channels=128, base_channels=64, radix=2, reduction_factor=4, groups=1,
+            base_width=4, avg_after_conv2=True, avg_down=True, output_stride=8, contract_dilation=True,
+            out_indices=(0, 1, 2, 3), bn_momentum=BN_MOMENTUM, pretrained=None):
+    """ResNeSt: a :class:`ResNet` of :class:`ResNeStBottleneck` blocks returning its four stage
+    outputs (256, 512, 1024, 2048 channels).
 
     Args:
         depth: 50, 101, 152 or 200.
@@ -131,74 +122,23 @@ class ResNeSt(nn.Layer):
         contract_dilation: the first block of a dilated stage uses half the rate.
         out_indices: which stages to return.
         bn_momentum: Paddle BN momentum (0.9 == torch 0.1).
-        pretrained: path or URL of ImageNet weights (OpenMMLab / sssegmentation names or ours).
+        pretrained: ImageNet weights (a weights-table name, URL or path; OpenMMLab /
+            sssegmentation names or ours).
     """
-
-    def __init__(self, depth=101, in_channels=3, stem_channels=128, base_channels=64, radix=2,
-                 reduction_factor=4, groups=1, base_width=4, avg_after_conv2=True, avg_down=True,
-                 output_stride=8, contract_dilation=True, out_indices=(0, 1, 2, 3),
-                 bn_momentum=BN_MOMENTUM, pretrained=None):
-        super().__init__()
-        if depth not in STAGE_BLOCKS:
-            raise ConfigError(f'ResNeSt depth must be one of {sorted(STAGE_BLOCKS)}, got {depth!r}')
-        if output_stride not in OUTPUT_STRIDES:
-            raise ConfigError(f'ResNeSt output_stride must be 8, 16 or 32, got {output_stride!r}')
-        strides, dilations = OUTPUT_STRIDES[output_stride]
-        self.out_indices = tuple(out_indices)
-        half = stem_channels // 2
-        self.stem = nn.Sequential(
-            nn.Conv2D(in_channels, half, 3, stride=2, padding=1, bias_attr=False), _bn(half, bn_momentum), nn.ReLU(),
-            nn.Conv2D(half, half, 3, padding=1, bias_attr=False), _bn(half, bn_momentum), nn.ReLU(),
-            nn.Conv2D(half, stem_channels, 3, padding=1, bias_attr=False), _bn(stem_channels, bn_momentum),
-            nn.ReLU())
-        self.maxpool = nn.MaxPool2D(3, stride=2, padding=1)
-        block_args = dict(groups=groups, base_width=base_width, base_channels=base_channels, radix=radix,
-                          reduction_factor=reduction_factor, avg_after_conv2=avg_after_conv2,
-                          bn_momentum=bn_momentum)
-        expansion = ResNeStBottleneck.expansion
-        inplanes = stem_channels
-        self.res_layers, channels = [], []
-        for i, num_blocks in enumerate(STAGE_BLOCKS[depth]):
-            planes = base_channels * 2 ** i
-            outplanes = planes * expansion
-            downsample = None
-            if strides[i] != 1 or inplanes != outplanes:
-                downsample = _downsample(inplanes, outplanes, strides[i], avg_down, bn_momentum)
-            rates = block_dilations(num_blocks, dilations[i], contract_dilation)
-            blocks = [ResNeStBottleneck(inplanes, planes, strides[i], rates[0], downsample, **block_args)]
-            blocks += [ResNeStBottleneck(outplanes, planes, 1, r, None, **block_args) for r in rates[1:]]
-            self.add_sublayer(f'layer{i + 1}', nn.Sequential(*blocks))
-            self.res_layers.append(f'layer{i + 1}')
-            channels.append(outplanes)
-            inplanes = outplanes
-        self.feat_channels = [channels[i] for i in self.out_indices]
-        self.pretrained = pretrained
-        if pretrained:
-            load_pretrained(self, pretrained, converter=imagenet_resnest_to_ours)
-
-    def forward(self, x):
-        x = self.maxpool(self.stem(x))
-        outs = []
-        for i, name in enumerate(self.res_layers):
-            x = getattr(self, name)(x)
-            if i in self.out_indices:
-                outs.append(x)
-        return outs
+    if depth not in (50, 101, 152, 200):
+        raise ConfigError(f'model.backbone.depth: ResNeSt depth must be one of [50, 101, 152, 200], got {depth!r}')
+    block_args = dict(groups=groups, base_width=base_width, base_channels=base_channels, radix=radix,
+                      reduction_factor=reduction_factor, avg_after_conv2=avg_after_conv2)
+    return ResNet(depth=depth, in_channels=in_channels, stem_channels=stem_channels, base_channels=base_channels,
+                  deep_stem=True, avg_down=avg_down, output_stride=output_stride,
+                  contract_dilation=contract_dilation, out_indices=out_indices, bn_momentum=bn_momentum,
+                  pretrained=pretrained, block=ResNeStBottleneck, block_args=block_args)
 
 
-def imagenet_resnest_to_ours(sd):
-    """OpenMMLab's ``resnest101_d2`` ImageNet weights (what sssegmentation loads) -> ours.
-
-    Their names are ours; BN statistics are renamed and an optional ``backbone.`` /
-    ``backbone_net.`` prefix is stripped. The original ResNeSt release's deep stem
-    (``conv1.<0,1,3,4,6>``, ``bn1``) is renamed to ``stem.<i>`` as well. The classifier
-    ``fc.*`` is reported as unexpected.
-    """
-    for prefix in ('backbone_net.', 'backbone.'):
-        if any(k.startswith(prefix) for k in sd):
-            sd = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
-    if any(k.startswith('conv1.0.') for k in sd):
-        stem = {'conv1.0.': 'stem.0.', 'conv1.1.': 'stem.1.', 'conv1.3.': 'stem.3.', 'conv1.4.': 'stem.4.',
-                'conv1.6.': 'stem.6.', 'bn1.': 'stem.7.'}
-        sd = {next((b + k[len(a):] for a, b in stem.items() if k.startswith(a)), k): v for k, v in sd.items()}
-    return torch_to_paddle_names(sd)
+# the ImageNet weights sssegmentation's ResNeSt loads (its DEFAULT_MODEL_URLS); they load into ResNet
+_OPENMMLAB = 'https://download.openmmlab.com/pretrain/third_party/'
+register_weights(*[
+    Weights(f'resnest{depth}_d2', 'ResNet', 'mmseg', _OPENMMLAB + f, name_hash_prefix(f),
+            recipe=f"ImageNet-1k (ResNeSt release, OpenMMLab names); sssegmentation's resnest{depth}")
+    for depth, f in ((50, 'resnest50_d2-7497a55b.pth'), (101, 'resnest101_d2-f3b931b2.pth'),
+                     (200, 'resnest200_d2-ca88e41f.pth'))])

@@ -19,18 +19,20 @@ PaddleSeg's ``ResNet_vd`` (``conv1_1._conv``, ``bb_<s>_<j>.conv0._batch_norm``, 
 :func:`paddleseg_resnet_vd_to_ours`. ``forward`` returns the four stage outputs.
 
 Named variants follow timm: ``ResNet50_vd`` etc. (PaddleSeg's ResNet_vd, default
-output stride 8), ``ResNetV1c`` / ``ResNetV1d`` (mmseg, ``depth`` argument).
+output stride 8), ``ResNetV1c`` / ``ResNetV1d`` (mmseg, ``depth`` argument). Other residual
+blocks plug into the same trunk (``block=``, timm's pattern): ResNeSt is
+``ResNet(block=ResNeStBottleneck, ...)`` (``backbones/resnest.py``).
 """
 import re
 
 import paddle.nn as nn
 
-from zoo.utils.checkpoint import load_pretrained
-from zoo.utils.errors import CheckpointError, ConfigError
+from zoo.models.convert import load_weights, register_importer, torch_key
+from zoo.models.layers import BN_MOMENTUM, batch_norm
+from zoo.models.weights import Weights, register_weights
+from zoo.utils.download import name_hash_prefix
+from zoo.utils.errors import ConfigError
 from zoo.utils.registry import BACKBONES
-
-from ..convert import torch_to_paddle_names
-from ..layers import BN_EPS, BN_MOMENTUM
 
 ARCH_SETTINGS = {
     18: ('basic', (2, 2, 2, 2)),
@@ -38,6 +40,7 @@ ARCH_SETTINGS = {
     50: ('bottleneck', (3, 4, 6, 3)),
     101: ('bottleneck', (3, 4, 23, 3)),
     152: ('bottleneck', (3, 8, 36, 3)),
+    200: ('bottleneck', (3, 24, 36, 3)),
 }
 
 # output stride -> (strides, dilations) of the four stages (DeepLab's atrous backbones)
@@ -48,24 +51,22 @@ OUTPUT_STRIDES = {
 }
 
 
-def _bn(channels, momentum):
-    return nn.BatchNorm2D(channels, momentum=momentum, epsilon=BN_EPS)
-
-
 def _conv3x3(cin, cout, stride=1, dilation=1):
     return nn.Conv2D(cin, cout, 3, stride=stride, padding=dilation, dilation=dilation, bias_attr=False)
 
 
 class BasicBlock(nn.Layer):
-    """Two 3x3 convs (ResNet-18/34). Both convs are dilated, as PaddleSeg's ResNet_vd."""
+    """Two 3x3 convs (ResNet-18/34). In a dilated stage PaddleSeg's ResNet_vd dilates both,
+    mmseg's ResNet only the first (``dilate_conv2=False``, what ``ResNetV1c`` / ``ResNetV1d`` build)."""
     expansion = 1
 
-    def __init__(self, inplanes, planes, stride=1, dilation=1, downsample=None, bn_momentum=BN_MOMENTUM):
+    def __init__(self, inplanes, planes, stride=1, dilation=1, downsample=None, bn_momentum=BN_MOMENTUM,
+                 dilate_conv2=True):
         super().__init__()
         self.conv1 = _conv3x3(inplanes, planes, stride, dilation)
-        self.bn1 = _bn(planes, bn_momentum)
-        self.conv2 = _conv3x3(planes, planes, 1, dilation)
-        self.bn2 = _bn(planes, bn_momentum)
+        self.bn1 = batch_norm(planes, bn_momentum)
+        self.conv2 = _conv3x3(planes, planes, 1, dilation if dilate_conv2 else 1)
+        self.bn2 = batch_norm(planes, bn_momentum)
         self.relu = nn.ReLU()
         self.downsample = downsample
 
@@ -84,11 +85,11 @@ class Bottleneck(nn.Layer):
         super().__init__()
         width = planes * self.expansion
         self.conv1 = nn.Conv2D(inplanes, planes, 1, bias_attr=False)
-        self.bn1 = _bn(planes, bn_momentum)
+        self.bn1 = batch_norm(planes, bn_momentum)
         self.conv2 = _conv3x3(planes, planes, stride, dilation)
-        self.bn2 = _bn(planes, bn_momentum)
+        self.bn2 = batch_norm(planes, bn_momentum)
         self.conv3 = nn.Conv2D(planes, width, 1, bias_attr=False)
-        self.bn3 = _bn(width, bn_momentum)
+        self.bn3 = batch_norm(width, bn_momentum)
         self.relu = nn.ReLU()
         self.downsample = downsample
 
@@ -107,16 +108,18 @@ def _downsample(inplanes, outplanes, stride, avg_down, bn_momentum):
     if avg_down:
         # count_include_pad=False in mmseg == Paddle's exclusive=True (the default)
         pool = nn.AvgPool2D(stride, stride, ceil_mode=True, exclusive=True) if stride > 1 else nn.Identity()
-        return nn.Sequential(pool, nn.Conv2D(inplanes, outplanes, 1, bias_attr=False), _bn(outplanes, bn_momentum))
+        return nn.Sequential(pool, nn.Conv2D(inplanes, outplanes, 1, bias_attr=False),
+                             batch_norm(outplanes, bn_momentum))
     return nn.Sequential(nn.Conv2D(inplanes, outplanes, 1, stride=stride, bias_attr=False),
-                         _bn(outplanes, bn_momentum))
+                         batch_norm(outplanes, bn_momentum))
 
 
 def block_dilations(num_blocks, dilation, contract_dilation=False, multi_grid=None):
     """Dilation of every block of one stage."""
     if multi_grid is not None:
         if len(multi_grid) != num_blocks:
-            raise ConfigError(f'multi_grid {list(multi_grid)} needs one rate per block ({num_blocks})')
+            raise ConfigError(f'model.backbone.multi_grid: {list(multi_grid)} needs one rate per block '
+                              f'of the last stage ({num_blocks})')
         return [dilation * int(g) for g in multi_grid]
     first = dilation // 2 if (contract_dilation and dilation > 1) else dilation
     return [first] + [dilation] * (num_blocks - 1)
@@ -127,7 +130,7 @@ class ResNet(nn.Layer):
     """ResNet returning the outputs of its four stages (strides 4, 8, 16, 32 before dilation).
 
     Args:
-        depth: 18, 34, 50, 101 or 152.
+        depth: 18, 34, 50, 101, 152 or 200.
         in_channels: image channels.
         stem_channels: stem output width (the deep stem is half, half, full).
         base_channels: width of the first stage's bottleneck.
@@ -139,25 +142,29 @@ class ResNet(nn.Layer):
         multi_grid: unit rates of the last stage's blocks, multiplied by its dilation.
         out_indices: which stages to return.
         bn_momentum: Paddle BN momentum (0.9 == torch 0.1).
-        pretrained: path or URL of ImageNet weights in our, PaddleSeg's ResNet_vd or
-            mmseg/torchvision's names (the format is detected from the keys).
+        pretrained: ImageNet weights (a weights-table name, URL or path) in our, PaddleSeg's
+            ResNet_vd or OpenMMLab/torchvision names (the format is detected from the keys).
+        block, block_args: the residual block class (default: BasicBlock below depth 50,
+            Bottleneck otherwise) and its extra keyword arguments (ResNeSt's split attention).
     """
 
     def __init__(self, depth=50, in_channels=3, stem_channels=64, base_channels=64, deep_stem=False,
                  avg_down=False, strides=(1, 2, 2, 2), dilations=(1, 1, 1, 1), output_stride=None,
                  contract_dilation=False, multi_grid=None, out_indices=(0, 1, 2, 3),
-                 bn_momentum=BN_MOMENTUM, pretrained=None):
+                 bn_momentum=BN_MOMENTUM, pretrained=None, block=None, block_args=None):
         super().__init__()
         if depth not in ARCH_SETTINGS:
-            raise ConfigError(f'ResNet depth must be one of {sorted(ARCH_SETTINGS)}, got {depth!r}')
+            raise ConfigError(f'model.backbone.depth: expected one of {sorted(ARCH_SETTINGS)}, got {depth!r}')
         if output_stride is not None:
             if output_stride not in OUTPUT_STRIDES:
-                raise ConfigError(f'ResNet output_stride must be 8, 16 or 32, got {output_stride!r}')
+                raise ConfigError(f'model.backbone.output_stride: expected 8, 16 or 32, got {output_stride!r}')
             strides, dilations = OUTPUT_STRIDES[output_stride]
         if len(strides) != 4 or len(dilations) != 4:
-            raise ConfigError(f'ResNet strides and dilations need 4 values each, got {strides}, {dilations}')
+            raise ConfigError(f'model.backbone.strides/dilations: need 4 values each, got {strides}, {dilations}')
         kind, stage_blocks = ARCH_SETTINGS[depth]
-        block = BasicBlock if kind == 'basic' else Bottleneck
+        if block is None:
+            block = BasicBlock if kind == 'basic' else Bottleneck
+        block_args = dict(block_args or {})
         self.depth = depth
         self.deep_stem = deep_stem
         self.out_indices = tuple(out_indices)
@@ -165,14 +172,14 @@ class ResNet(nn.Layer):
         if deep_stem:
             half = stem_channels // 2
             self.stem = nn.Sequential(
-                nn.Conv2D(in_channels, half, 3, stride=2, padding=1, bias_attr=False), _bn(half, bn_momentum),
+                nn.Conv2D(in_channels, half, 3, stride=2, padding=1, bias_attr=False), batch_norm(half, bn_momentum),
                 nn.ReLU(),
-                nn.Conv2D(half, half, 3, padding=1, bias_attr=False), _bn(half, bn_momentum), nn.ReLU(),
-                nn.Conv2D(half, stem_channels, 3, padding=1, bias_attr=False), _bn(stem_channels, bn_momentum),
-                nn.ReLU())
+                nn.Conv2D(half, half, 3, padding=1, bias_attr=False), batch_norm(half, bn_momentum), nn.ReLU(),
+                nn.Conv2D(half, stem_channels, 3, padding=1, bias_attr=False),
+                batch_norm(stem_channels, bn_momentum), nn.ReLU())
         else:
             self.conv1 = nn.Conv2D(in_channels, stem_channels, 7, stride=2, padding=3, bias_attr=False)
-            self.bn1 = _bn(stem_channels, bn_momentum)
+            self.bn1 = batch_norm(stem_channels, bn_momentum)
             self.relu = nn.ReLU()
         self.maxpool = nn.MaxPool2D(3, stride=2, padding=1)
 
@@ -188,17 +195,16 @@ class ResNet(nn.Layer):
                 downsample = _downsample(inplanes, outplanes, stride, avg_down, bn_momentum)
             rates = block_dilations(num_blocks, dilations[i], contract_dilation,
                                     multi_grid if i == len(stage_blocks) - 1 else None)
-            blocks = [block(inplanes, planes, stride, rates[0], downsample, bn_momentum)]
-            blocks += [block(outplanes, planes, 1, r, None, bn_momentum) for r in rates[1:]]
+            blocks = [block(inplanes, planes, stride, rates[0], downsample, bn_momentum=bn_momentum, **block_args)]
+            blocks += [block(outplanes, planes, 1, r, None, bn_momentum=bn_momentum, **block_args) for r in rates[1:]]
             name = f'layer{i + 1}'
             self.add_sublayer(name, nn.Sequential(*blocks))
             self.res_layers.append(name)
             self.feat_channels.append(outplanes)
             inplanes = outplanes
         self.feat_channels = [self.feat_channels[i] for i in self.out_indices]
-        self.pretrained = pretrained
         if pretrained:
-            load_pretrained(self, pretrained, converter=backbone_state_dict_to_ours)
+            load_weights(self, pretrained, strict=False)
 
     def forward_stem(self, x):
         if self.deep_stem:
@@ -240,6 +246,11 @@ ResNet101_vd = _vd(101)
 ResNet152_vd = _vd(152)
 
 
+def _mmseg_block_args(depth):
+    """mmseg's BasicBlock dilates its first conv only (ResNet-18/34 in a dilated stage)."""
+    return {'dilate_conv2': False} if ARCH_SETTINGS.get(depth, ('',))[0] == 'basic' else {}
+
+
 @BACKBONES.register()
 def ResNetV1c(depth=50, strides=(1, 2, 2, 2), dilations=(1, 1, 1, 1), output_stride=None,
               contract_dilation=False, multi_grid=None, in_channels=3, out_indices=(0, 1, 2, 3),
@@ -249,7 +260,7 @@ def ResNetV1c(depth=50, strides=(1, 2, 2, 2), dilations=(1, 1, 1, 1), output_str
     return ResNet(depth=depth, in_channels=in_channels, deep_stem=True, avg_down=False, strides=strides,
                   dilations=dilations, output_stride=output_stride, contract_dilation=contract_dilation,
                   multi_grid=multi_grid, out_indices=out_indices, bn_momentum=bn_momentum,
-                  pretrained=pretrained)
+                  pretrained=pretrained, block_args=_mmseg_block_args(depth))
 
 
 @BACKBONES.register()
@@ -260,10 +271,10 @@ def ResNetV1d(depth=50, strides=(1, 2, 2, 2), dilations=(1, 1, 1, 1), output_str
     return ResNet(depth=depth, in_channels=in_channels, deep_stem=True, avg_down=True, strides=strides,
                   dilations=dilations, output_stride=output_stride, contract_dilation=contract_dilation,
                   multi_grid=multi_grid, out_indices=out_indices, bn_momentum=bn_momentum,
-                  pretrained=pretrained)
+                  pretrained=pretrained, block_args=_mmseg_block_args(depth))
 
 
-# -- checkpoint renames (reused by the DeepLabV3 / DMNet / MCIBI importers) -------------
+# -- checkpoint import (ImageNet weights; DeepLabV3 / DMNet / MCIBI reuse the renames) -----
 
 _PDSEG_STEM = {'conv1_1': ('stem.0', 'stem.1'), 'conv1_2': ('stem.3', 'stem.4'),
                'conv1_3': ('stem.6', 'stem.7')}
@@ -287,44 +298,48 @@ def paddleseg_resnet_vd_key(key):
     return f'{prefix}{bn}.{leaf.split(".", 1)[1]}'
 
 
-def paddleseg_resnet_vd_to_ours(sd, src_prefix='', dst_prefix='', strict=True):
-    """Rename PaddleSeg ResNet_vd keys under ``src_prefix`` to ours under ``dst_prefix``.
-
-    With ``strict`` a key under ``src_prefix`` that is not a ResNet_vd parameter raises
-    (naming it); keys outside ``src_prefix`` are returned untouched.
-    """
-    out = {}
-    for k, v in sd.items():
-        if not k.startswith(src_prefix):
-            out[k] = v
-            continue
-        new = paddleseg_resnet_vd_key(k[len(src_prefix):])
-        if new is None:
-            if strict:
-                raise CheckpointError(f'PaddleSeg ResNet_vd key {k!r} has no counterpart in our ResNet')
-            out[k] = v
-            continue
-        out[dst_prefix + new] = v
-    return out
+def _is_paddleseg_resnet_vd(state_dict):
+    return any(k.startswith(('conv1_1.', 'bb_')) for k in state_dict)
 
 
-def mmseg_resnet_to_ours(sd):
-    """mmseg / torchvision-style ResNet names are ours; only BN statistics are renamed."""
-    return torch_to_paddle_names(sd)
+@register_importer('ResNet', 'paddleseg', detect=_is_paddleseg_resnet_vd)
+def paddleseg_imagenet_key(key, model):
+    """PaddleSeg's ImageNet ResNet_vd (``conv1_1._conv.weight``, ``bb_0_0.conv0...``); a key
+    of another layer stays as it is and is reported."""
+    return paddleseg_resnet_vd_key(key) or key
 
 
-def backbone_state_dict_to_ours(sd):
-    """Detect the format of ImageNet weights and rename them for :class:`ResNet`.
+# the original ResNeSt release keeps its deep stem in ``conv1`` (a Sequential) and ``bn1``
+_RELEASE_STEM = (('conv1.0.', 'stem.0.'), ('conv1.1.', 'stem.1.'), ('conv1.3.', 'stem.3.'),
+                 ('conv1.4.', 'stem.4.'), ('conv1.6.', 'stem.6.'), ('bn1.', 'stem.7.'))
 
-    * PaddleSeg's ResNet_vd (``conv1_1._conv.weight``, ``bb_0_0...``)
-    * PyTorch / mmseg (``stem.0.weight`` or ``conv1.weight``, ``running_mean``)
-    * ours (passed through). An optional ``backbone.`` prefix is stripped. The ImageNet
-      classifier (``fc.*``, ``out.*``) is left in and reported as unexpected.
-    """
-    if any(k.startswith('backbone.') for k in sd):
-        sd = {k[len('backbone.'):]: v for k, v in sd.items() if k.startswith('backbone.')}
-    if any(k.startswith(('conv1_1.', 'bb_')) for k in sd):
-        return paddleseg_resnet_vd_to_ours(sd, strict=False)
-    if any(k.endswith(('.running_mean', '.running_var')) for k in sd):
-        return mmseg_resnet_to_ours(sd)
-    return sd
+
+@register_importer('ResNet', 'mmseg')
+def torch_imagenet_key(key, model):
+    """OpenMMLab / torchvision ImageNet weights (``resnet50_v1c``, ``resnest101_d2``): our
+    names with PyTorch BN statistics; the ImageNet classifier ``fc`` is dropped."""
+    if key.startswith('fc.'):
+        return None
+    if model.deep_stem:
+        for a, b in _RELEASE_STEM:
+            if key.startswith(a):
+                key = b + key[len(a):]
+                break
+    return torch_key(key)
+
+
+def _imagenet(name, source, url, recipe):
+    return Weights(name, 'ResNet', source, url, name_hash_prefix(url), recipe=recipe)
+
+
+register_weights(
+    _imagenet('resnet50_vd_ssld_v2', 'paddleseg', 'https://bj.bcebos.com/paddleseg/dygraph/resnet50_vd_ssld_v2.tar.gz',
+              "PaddleClas ImageNet-1k, SSLD distillation; PaddleSeg's ResNet50_vd init"),
+    _imagenet('resnet101_vd_ssld', 'paddleseg', 'https://bj.bcebos.com/paddleseg/dygraph/resnet101_vd_ssld.tar.gz',
+              "PaddleClas ImageNet-1k, SSLD distillation; PaddleSeg's ResNet101_vd init"),
+    _imagenet('resnet50_v1c', 'mmseg', 'https://download.openmmlab.com/pretrain/third_party/resnet50_v1c-2cccc1ad.pth',
+              "ImageNet-1k; mmseg's open-mmlab://resnet50_v1c, sssegmentation's resnet50conv3x3stem"),
+    _imagenet('resnet101_v1c', 'mmseg',
+              'https://download.openmmlab.com/pretrain/third_party/resnet101_v1c-e67eebb6.pth',
+              "ImageNet-1k; mmseg's open-mmlab://resnet101_v1c, sssegmentation's resnet101conv3x3stem"),
+)

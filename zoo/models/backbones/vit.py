@@ -15,8 +15,8 @@ arXiv:2010.11929) for dense prediction, as sssegmentation builds it
 Parameter names are sssegmentation's (``patch_embed.projection``, ``layers.<i>.ln1``,
 ``layers.<i>.attn.attn.in_proj_weight`` / ``out_proj``, ``layers.<i>.ffn.layers.0.0`` /
 ``.1``); linear weights are stored in Paddle's [in, out] layout (the importers transpose).
-:func:`timm_vit_to_ours` imports timm's ImageNet-22k ``vit_large_patch16_384``
-(``jx_vit_large_p16_384-b3be5167.pth``, what the reference loads).
+The ``timm`` importer reads timm's ImageNet-22k ``vit_large_patch16_384``
+(``jx_vit_large_p16_384-b3be5167.pth``, what the reference loads) and sssegmentation's ViT.
 """
 import math
 
@@ -25,16 +25,13 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from zoo.utils.checkpoint import load_pretrained
+from zoo.models.convert import load_weights, register_importer, torch_key
+from zoo.models.layers import resize
+from zoo.models.weights import Weights, register_weights
+from zoo.utils.download import name_hash_prefix
 from zoo.utils.errors import CheckpointError, ConfigError
 from zoo.utils.registry import BACKBONES
 
-from ..convert import torch_to_paddle_names
-
-PRETRAINED_URLS = {
-    'jx_vit_large_p16_384': ('https://github.com/rwightman/pytorch-image-models/releases/download/'
-                             'v0.1-vitjx/jx_vit_large_p16_384-b3be5167.pth'),
-}
 LN_EPS = 1e-6
 
 
@@ -60,7 +57,7 @@ class MultiheadAttention(nn.Layer):
     def __init__(self, embed_dims, num_heads, attn_drop=0.0, bias=True):
         super().__init__()
         if embed_dims % num_heads:
-            raise ConfigError(f'ViT embed_dims {embed_dims} must be divisible by num_heads {num_heads}')
+            raise ConfigError(f'model.backbone.embed_dims: {embed_dims} is not divisible by num_heads {num_heads}')
         self.num_heads = num_heads
         self.head_dims = embed_dims // num_heads
         self.in_proj_weight = self.create_parameter([embed_dims, 3 * embed_dims])
@@ -146,7 +143,7 @@ def resize_pos_embed(pos_embed, dst_hw, src_hw):
     c = pos_embed.shape[2]
     cls_pos = pos_embed[:, :1]
     grid = pos_embed[:, 1:].reshape([1, int(src_hw[0]), int(src_hw[1]), c]).transpose([0, 3, 1, 2])
-    grid = F.interpolate(grid, size=dst_hw, mode='bilinear', align_corners=False)
+    grid = resize(grid, dst_hw, align_corners=False)
     return paddle.concat([cls_pos, grid.flatten(2).transpose([0, 2, 1])], axis=1)
 
 
@@ -173,10 +170,10 @@ class VisionTransformer(nn.Layer):
         super().__init__()
         img_size = (int(img_size), int(img_size)) if isinstance(img_size, (int, float)) else tuple(img_size)
         if len(img_size) != 2:
-            raise ConfigError(f'VisionTransformer img_size must be an int or [H, W], got {img_size!r}')
+            raise ConfigError(f'model.backbone.img_size: expected an int or [H, W], got {img_size!r}')
         bad = [i for i in out_indices if not 0 <= int(i) < num_layers]
         if bad:
-            raise ConfigError(f'VisionTransformer out_indices {list(out_indices)}: {bad} not in [0, {num_layers})')
+            raise ConfigError(f'model.backbone.out_indices: {bad} of {list(out_indices)} not in [0, {num_layers})')
         self.img_size = img_size
         self.patch_size = patch_size
         self.embed_dims = embed_dims
@@ -196,9 +193,8 @@ class VisionTransformer(nn.Layer):
         if out_norm:
             self.norm_layers = nn.LayerList([nn.LayerNorm(embed_dims, epsilon=LN_EPS) for _ in self.out_indices])
         self.feat_channels = [embed_dims] * len(self.out_indices)
-        self.pretrained = pretrained
         if pretrained:
-            load_pretrained(self, pretrained, converter=lambda sd: timm_vit_to_ours(sd, self.pos_hw))
+            load_weights(self, pretrained, strict=False)
 
     def forward(self, x):
         tokens, hw = self.patch_embed(x)
@@ -231,18 +227,9 @@ _LINEAR_WEIGHTS = ('attn.attn.in_proj_weight', 'attn.attn.out_proj.weight', 'ffn
                    'ffn.layers.1.weight')
 
 
-def _np(v):
-    return v.numpy() if hasattr(v, 'numpy') else np.asarray(v)
-
-
-def transpose_linear_weights(sd):
-    """torch linear weights [out, in] -> Paddle [in, out] for the ViT's linear layers."""
-    return {k: (np.ascontiguousarray(_np(v).T) if is_linear_weight(k) else v) for k, v in sd.items()}
-
-
 def resize_pos_embed_numpy(pos_embed, dst_hw):
     """Resize a square-grid [1, 1 + n*n, C] position embedding to ``dst_hw`` (numpy in, out)."""
-    pos_embed = _np(pos_embed).astype('float32')
+    pos_embed = np.asarray(pos_embed, 'float32')
     n = int(round(math.sqrt(pos_embed.shape[1] - 1)))
     if n * n != pos_embed.shape[1] - 1:
         raise CheckpointError(f'pos_embed {list(pos_embed.shape)} is not a square grid plus a class token')
@@ -252,19 +239,19 @@ def resize_pos_embed_numpy(pos_embed, dst_hw):
         return resize_pos_embed(paddle.to_tensor(pos_embed), list(dst_hw), (n, n)).numpy()
 
 
-def timm_vit_key(k):
+def timm_vit_key(key, model=None):
     """One timm (or sssegmentation) ViT key in our names; None for the ImageNet ``head``."""
-    if k.startswith('head'):
+    if key.startswith('head'):
         return None
-    if k.startswith('norm.'):
-        return 'ln1.' + k[len('norm.'):]
-    if k.startswith('patch_embed.proj.'):
-        return 'patch_embed.projection.' + k[len('patch_embed.proj.'):]
-    if k.startswith('blocks.'):
+    if key.startswith('norm.'):
+        return 'ln1.' + key[len('norm.'):]
+    if key.startswith('patch_embed.proj.'):
+        return 'patch_embed.projection.' + key[len('patch_embed.proj.'):]
+    if key.startswith('blocks.'):
         for a, b in _TIMM_BLOCK:
-            k = k.replace(a, b)
-        return 'layers.' + k[len('blocks.'):]
-    return k
+            key = key.replace(a, b)
+        return 'layers.' + key[len('blocks.'):]
+    return torch_key(key)
 
 
 def is_linear_weight(key):
@@ -272,23 +259,30 @@ def is_linear_weight(key):
     return key.endswith(_LINEAR_WEIGHTS)
 
 
-def timm_vit_to_ours(sd, pos_hw=None):
-    """timm ViT (``vit_large_patch16_384`` / ``jx_vit_large_p16_384``) or sssegmentation
-    ViT weights -> ours. timm: ``blocks.N`` -> ``layers.N``, ``norm1/2`` -> ``ln1/2``,
-    ``attn.qkv`` -> packed ``in_proj``, ``mlp.fc1/fc2`` -> ``ffn.layers.0.0/1``,
-    ``patch_embed.proj`` -> ``projection``, final ``norm`` -> ``ln1``; the ImageNet
-    ``head`` is dropped (as the reference's ``vitconvert``). Linear weights are transposed;
-    with ``pos_hw`` the position embeddings are resized to that grid (bilinear).
-    """
-    for prefix in ('backbone_net.', 'backbone.'):
-        if any(k.startswith(prefix) for k in sd):
-            sd = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
-    out = {}
-    for k, v in sd.items():
-        k = timm_vit_key(k)
-        if k is not None:
-            out[k] = v
-    out = transpose_linear_weights(torch_to_paddle_names(out))
-    if pos_hw is not None and 'pos_embed' in out:
-        out['pos_embed'] = resize_pos_embed_numpy(out['pos_embed'], pos_hw)
-    return out
+def torch_vit_value(key, value, model):
+    """torch Linear weights [out, in] -> Paddle's [in, out]; the position embeddings resized
+    (bilinear) to the model's ``img_size`` grid."""
+    if is_linear_weight(key):
+        return np.ascontiguousarray(np.asarray(value).T)
+    if key == 'pos_embed':
+        return resize_pos_embed_numpy(value, model.pos_hw)
+    return value
+
+
+def _is_torch_vit(state_dict):
+    """timm names (``blocks.<i>``), or ours with the packed q/k/v projection in torch's [3C, C]."""
+    return any(k.startswith('blocks.') or (k.endswith('in_proj_weight') and np.shape(v)[0] == 3 * np.shape(v)[1])
+               for k, v in state_dict.items())
+
+
+# timm ViT (``vit_large_patch16_384`` / ``jx_vit_large_p16_384``) or sssegmentation ViT weights:
+# timm ``blocks.N`` -> ``layers.N``, ``norm1/2`` -> ``ln1/2``, ``attn.qkv`` -> packed ``in_proj``,
+# ``mlp.fc1/fc2`` -> ``ffn.layers.0.0/1``, ``patch_embed.proj`` -> ``projection``, final ``norm`` ->
+# ``ln1``; the ImageNet ``head`` is dropped (as the reference's ``vitconvert``)
+register_importer('VisionTransformer', 'timm', value=torch_vit_value, detect=_is_torch_vit)(timm_vit_key)
+
+_JX_VIT_L = ('https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-vitjx/'
+             'jx_vit_large_p16_384-b3be5167.pth')
+register_weights(Weights('jx_vit_large_p16_384', 'VisionTransformer', 'timm', _JX_VIT_L, name_hash_prefix(_JX_VIT_L),
+                         recipe="timm's vit_large_patch16_384: ImageNet-21k, fine-tuned on ImageNet-1k at 384; "
+                                "sssegmentation's jx_vit_large_p16_384"))

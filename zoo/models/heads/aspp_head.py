@@ -22,9 +22,9 @@ image-pool position    last (importer permutes)    first
 import paddle
 import paddle.nn as nn
 
+from zoo.models.heads.base import DecodeHead
+from zoo.models.layers import BN_MOMENTUM, ConvModule, input_hw, resize
 from zoo.utils.registry import HEADS
-
-from ..layers import BN_MOMENTUM, ConvModule, input_hw, resize
 
 
 class ASPPPooling(nn.Sequential):
@@ -42,7 +42,7 @@ def aspp_branch(in_channels, channels, rate, bias=False, bn_momentum=BN_MOMENTUM
 
 
 @HEADS.register()
-class ASPPHead(nn.Layer):
+class ASPPHead(DecodeHead):
     """ASPP + projection + dropout + classifier; returns logits at the feature's resolution.
 
     Args:
@@ -61,31 +61,19 @@ class ASPPHead(nn.Layer):
     def __init__(self, in_channels, channels, num_classes, dilations=(1, 6, 12, 18), bottleneck_kernel=1,
                  conv_bias=False, dropout_ratio=0.1, channel_dropout=True, in_index=-1, align_corners=False,
                  bn_momentum=BN_MOMENTUM):
-        super().__init__()
-        self.in_index = in_index
+        super().__init__(in_channels, channels, num_classes, dropout_ratio, channel_dropout, in_index)
         self.align_corners = align_corners
         self.image_pool = ASPPPooling(in_channels, channels, bn_momentum)
         self.aspp_modules = nn.LayerList([aspp_branch(in_channels, channels, d, conv_bias, bn_momentum)
                                           for d in dilations])
         self.bottleneck = ConvModule((len(dilations) + 1) * channels, channels, bottleneck_kernel,
                                      padding=bottleneck_kernel // 2, bias=conv_bias, bn_momentum=bn_momentum)
-        if dropout_ratio > 0:
-            self.dropout = nn.Dropout2D(dropout_ratio) if channel_dropout else nn.Dropout(dropout_ratio)
-        else:
-            self.dropout = None
-        self.conv_seg = nn.Conv2D(channels, num_classes, 1)
-        # mmseg BaseDecodeHead init: conv_seg ~ N(0, 0.01), bias 0
-        nn.initializer.Normal(0.0, 0.01)(self.conv_seg.weight)
-        nn.initializer.Constant(0.0)(self.conv_seg.bias)
+        self.add_classifier()
 
     def aspp(self, x):
         """Concatenated branch outputs (image pool first), before the projection."""
         pooled = resize(self.image_pool(x), input_hw(x), align_corners=self.align_corners)
         return paddle.concat([pooled] + [branch(x) for branch in self.aspp_modules], axis=1)
 
-    def forward(self, inputs):
-        x = inputs[self.in_index] if isinstance(inputs, (list, tuple)) else inputs
-        feat = self.bottleneck(self.aspp(x))
-        if self.dropout is not None:
-            feat = self.dropout(feat)
-        return self.conv_seg(feat)
+    def forward_feature(self, inputs):
+        return self.bottleneck(self.aspp(self.select_input(inputs)))

@@ -11,26 +11,25 @@ feature's resolution; the model resizes them to the image size.
 import paddle
 import paddle.nn as nn
 
+from zoo.models.heads.base import DecodeHead
+from zoo.models.layers import BN_MOMENTUM, ConvModule, DepthwiseSeparableConvModule
+from zoo.utils.errors import ConfigError
 from zoo.utils.registry import HEADS
 
-from ..layers import BN_MOMENTUM, ConvModule, DepthwiseSeparableConvModule
 
-
-class _FCNHeadBase(nn.Layer):
-    """Shared plumbing: input selection (``in_index``), conv stack, conv_cat, dropout, conv_seg."""
+class _FCNHeadBase(DecodeHead):
+    """Conv stack and optional conv_cat; ``_conv`` says which conv module the stack uses."""
 
     def __init__(self, in_channels, channels, num_classes, num_convs, kernel_size, dilation,
                  concat_input, dropout_ratio, in_index, act, bn_momentum):
-        super().__init__()
-        if num_convs < 0 or dilation < 1:
-            raise ValueError(f'num_convs must be >= 0 and dilation >= 1, got {num_convs}, {dilation}')
+        super().__init__(in_channels, channels, num_classes, dropout_ratio, True, in_index)
+        if num_convs < 0:
+            raise ConfigError(f'num_convs: expected >= 0, got {num_convs}')
+        if dilation < 1:
+            raise ConfigError(f'dilation: expected >= 1, got {dilation}')
         if num_convs == 0 and in_channels != channels:
             # mmseg uses an Identity here, so conv_seg then sees in_channels features
-            raise ValueError(f'num_convs=0 needs in_channels == channels, got {in_channels} and {channels}')
-        self.in_channels = in_channels
-        self.channels = channels
-        self.num_classes = num_classes
-        self.in_index = in_index
+            raise ConfigError(f'num_convs: 0 needs in_channels == channels, got {in_channels} and {channels}')
         self.concat_input = concat_input
         padding = (kernel_size // 2) * dilation
         convs = [self._conv(in_channels if i == 0 else channels, channels, kernel_size, padding, dilation,
@@ -43,37 +42,17 @@ class _FCNHeadBase(nn.Layer):
                                        act, bn_momentum)
         else:
             self.conv_cat = None
-        self.dropout = nn.Dropout2D(dropout_ratio) if dropout_ratio > 0 else None
-        self.conv_seg = nn.Conv2D(channels, num_classes, 1)
-        # mmseg BaseDecodeHead.init_cfg: conv_seg ~ N(0, 0.01), bias 0
-        init_normal = nn.initializer.Normal(0.0, 0.01)
-        init_normal(self.conv_seg.weight)
-        nn.initializer.Constant(0.0)(self.conv_seg.bias)
+        self.add_classifier()
 
     def _conv(self, cin, cout, kernel_size, padding, dilation, act, bn_momentum):
         raise NotImplementedError
 
-    def select_input(self, inputs):
-        """A list/tuple of backbone features is indexed with ``in_index``; a tensor passes through."""
-        if isinstance(inputs, (list, tuple)):
-            return inputs[self.in_index]
-        return inputs
-
     def forward_feature(self, inputs):
-        """Features right before dropout + classifier (``channels`` wide)."""
         x = self.select_input(inputs)
         feat = self.convs(x)
         if self.conv_cat is not None:
             feat = self.conv_cat(paddle.concat([x, feat], axis=1))
         return feat
-
-    def classify(self, feat):
-        if self.dropout is not None:
-            feat = self.dropout(feat)
-        return self.conv_seg(feat)
-
-    def forward(self, inputs):
-        return self.classify(self.forward_feature(inputs))
 
 
 @HEADS.register()
@@ -117,7 +96,7 @@ class DepthwiseSeparableFCNHead(_FCNHeadBase):
                  concat_input=True, dropout_ratio=0.1, in_index=-1, act='relu', dw_act=None,
                  bn_momentum=BN_MOMENTUM):
         if dilation != 1:
-            raise ValueError('DepthwiseSeparableFCNHead supports dilation=1 only (as mmseg)')
+            raise ConfigError(f'dilation: DepthwiseSeparableFCNHead takes 1 only (as mmseg), got {dilation}')
         self._dw_act = dw_act
         super().__init__(in_channels, channels, num_classes, num_convs, kernel_size, dilation,
                          concat_input, dropout_ratio, in_index, act, bn_momentum)

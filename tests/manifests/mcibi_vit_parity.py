@@ -3,7 +3,7 @@
 Run in the scratch reference environment (torch 2.13 CPU + sssegmentation 1.7.0 installed
 ``--no-deps`` + paddlepaddle 3.2.2), from the folder that should receive the exchange file:
 
-    PYTHONPATH=/work/main /tmp/refenv/bin/python /work/main/tools/parity/mcibi_vit_parity.py [--no-float64]
+    /tmp/refenv/bin/python tests/manifests/mcibi_vit_parity.py [--no-float64]
 
 It builds sssegmentation's own ``MCIBI`` from ``ssseg/configs/mcibi/mcibi_deeplabv3_vitlarge_ade20k.py``
 (150 classes, ViT-L/16 layers 9/14/19/23, head LayerNorms, ASPP [1, 6, 12, 18], three auxiliary
@@ -21,6 +21,14 @@ pass on a batch of 2 (PLATFORM.md), converts its state dict with our strict
 Writes ``mcibi_vit_parity.json`` in the working folder: the figures and the reference state
 dict's names and shapes (``tests/manifests/mcibi_vit_sssegmentation.py`` turns it into the
 test manifest).
+
+``--outputs`` (torch and sssegmentation only, no Paddle) writes ``mcibi_vit_sssegmentation.npz``
+next to the manifest: the same MCIBI with a narrow ViT (width 64, 6 layers, 4 heads, outputs of
+layers 2-5: ViT-L's code with less arithmetic, the head 32 wide) at ``img_size`` 128, seeded
+float64 weights and memory (``seeded.py``), a seeded 1x3x128x128 input, its stage-1 / stage-2
+logits and the three auxiliary decoders' outputs; ``tests/test_mcibi.py`` compares ours with them:
+
+    /work/scratch/envs/ssseg/bin/python tests/manifests/mcibi_vit_parity.py --outputs
 """
 import copy
 import datetime
@@ -31,7 +39,8 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'tests', 'manifests'))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
 from ssseg_env import stub_torchvision  # noqa: E402
 
 stub_torchvision()
@@ -43,11 +52,15 @@ import ssseg  # noqa: E402
 from ssseg.modules.models.segmentors.mcibi.mcibi import MCIBI as RefMCIBI  # noqa: E402
 from ssseg.modules.utils import SSSegInputStructure  # noqa: E402
 
-import paddle  # noqa: E402
 
-from zoo.models.backbones.vit import VisionTransformer  # noqa: E402
-from zoo.models.convert import convert  # noqa: E402
-from zoo.models.mcibi import MCIBI  # noqa: E402
+def _zoo():
+    """Paddle and our code, for the parity part (the reference environment needs paddle then)."""
+    global paddle, VisionTransformer, convert, MCIBI
+    import paddle
+    sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
+    from zoo.models.backbones.vit import VisionTransformer
+    from zoo.models.convert import convert
+    from zoo.models.mcibi import MCIBI
 
 NUM_CLASSES = 150
 OUT = 'mcibi_vit_parity.json'
@@ -55,34 +68,26 @@ AUX = {'in_channels': 1024, 'out_channels': 512, 'dropout': 0.1, 'num_convs': 2,
 
 
 def ref_cfg():
-    """``mcibi_deeplabv3_vitlarge_ade20k.py`` over ``_base_/segmentors/mcibi.py``. The
-    structure_type is renamed so 1.7.0's AUTO_ASSERT (drop_rate 0.1 there, 0 in the config and
-    on the repository's HEAD) does not reject the config; eval mode ignores dropout anyway."""
-    return {
-        'type': 'MCIBI', 'num_classes': NUM_CLASSES, 'align_corners': False,
-        'norm_cfg': {'type': 'BatchNorm2d'}, 'act_cfg': {'type': 'ReLU', 'inplace': True},
-        'backbone': {
-            'type': 'VisionTransformer', 'structure_type': 'jx_vit_large_p16_384_parity', 'img_size': (512, 512),
-            'out_indices': (9, 14, 19, 23), 'norm_cfg': {'type': 'LayerNorm', 'eps': 1e-6}, 'pretrained': False,
-            'selected_indices': (0, 1, 2, 3), 'patch_size': 16, 'embed_dims': 1024, 'num_layers': 24,
-            'num_heads': 16, 'mlp_ratio': 4, 'qkv_bias': True, 'drop_rate': 0., 'attn_drop_rate': 0.,
-            'drop_path_rate': 0., 'with_cls_token': True, 'output_cls_token': False, 'patch_norm': False,
-            'final_norm': False, 'num_fcs': 2,
-        },
-        'head': {
-            'downsample_backbone': {'kernel_size': 3, 'stride': 1, 'padding': 1, 'bias': False},
-            'context_within_image': {'is_on': True, 'type': 'aspp', 'cfg': {'dilations': [1, 6, 12, 18]}},
-            'use_hard_aggregate': False, 'in_channels': 1024, 'feats_channels': 512, 'transform_channels': 256,
-            'out_channels': 512, 'num_feats_per_cls': 1, 'use_loss': True,
-            'loss_cfg': {'type': 'CrossEntropyLoss', 'scale_factor': 1.0, 'reduction': 'mean'},
-            'update_cfg': {'strategy': 'cosine_similarity', 'ignore_index': -100,
-                           'momentum_cfg': {'base_momentum': 0.9, 'base_lr': 0.01, 'adjust_by_learning_rate': True}},
-            'dropout': 0.1,
-            'norm_cfg': {'in_channels_list': [1024, 1024, 1024, 1024], 'type': 'LayerNorm', 'eps': 1e-6},
-        },
-        'auxiliary': [dict(AUX), dict(AUX), dict(AUX)],
-        'losses': {},
+    """``mcibi_deeplabv3_vitlarge_ade20k.py`` over ``_base_/segmentors/mcibi.py``
+    (``mcibi_sssegmentation.ref_cfg``). The structure_type is renamed so 1.7.0's AUTO_ASSERT
+    (drop_rate 0.1 there, 0 in the config and on the repository's HEAD) does not reject the
+    config; eval mode ignores dropout anyway."""
+    from mcibi_sssegmentation import ref_cfg as resnet_cfg
+    cfg = resnet_cfg(50)
+    cfg['num_classes'] = NUM_CLASSES
+    cfg['backbone'] = {
+        'type': 'VisionTransformer', 'structure_type': 'jx_vit_large_p16_384_parity', 'img_size': (512, 512),
+        'out_indices': (9, 14, 19, 23), 'norm_cfg': {'type': 'LayerNorm', 'eps': 1e-6}, 'pretrained': False,
+        'selected_indices': (0, 1, 2, 3), 'patch_size': 16, 'embed_dims': 1024, 'num_layers': 24,
+        'num_heads': 16, 'mlp_ratio': 4, 'qkv_bias': True, 'drop_rate': 0., 'attn_drop_rate': 0.,
+        'drop_path_rate': 0., 'with_cls_token': True, 'output_cls_token': False, 'patch_norm': False,
+        'final_norm': False, 'num_fcs': 2,
     }
+    cfg['head']['context_within_image']['cfg']['dilations'] = [1, 6, 12, 18]
+    cfg['head']['in_channels'] = 1024
+    cfg['head']['norm_cfg'] = {'in_channels_list': [1024, 1024, 1024, 1024], 'type': 'LayerNorm', 'eps': 1e-6}
+    cfg['auxiliary'] = [dict(AUX), dict(AUX), dict(AUX)]
+    return cfg
 
 
 def ours():
@@ -137,7 +142,48 @@ def up(t, size):
     return TF.interpolate(t, size=size, mode='bilinear', align_corners=False)
 
 
+NARROW = {'embed_dims': 64, 'num_layers': 6, 'num_heads': 4, 'out_indices': (2, 3, 4, 5), 'img_size': (128, 128),
+          'feats_channels': 32, 'transform_channels': 16, 'out_channels': 32, 'aux_channels': 32}
+
+
+def narrow_cfg():
+    """:func:`ref_cfg` with the ViT and the head narrowed (``NARROW``); the structure is the config's."""
+    cfg = ref_cfg()
+    n = NARROW
+    cfg['backbone'].update(embed_dims=n['embed_dims'], num_layers=n['num_layers'], num_heads=n['num_heads'],
+                           out_indices=n['out_indices'], img_size=n['img_size'])
+    cfg['head'].update(in_channels=n['embed_dims'], feats_channels=n['feats_channels'],
+                       transform_channels=n['transform_channels'], out_channels=n['out_channels'])
+    cfg['head']['norm_cfg']['in_channels_list'] = [n['embed_dims']] * 4
+    cfg['auxiliary'] = [dict(AUX, in_channels=n['embed_dims'], out_channels=n['aux_channels']) for _ in range(3)]
+    return cfg
+
+
+def stored_outputs():
+    from seeded import fill_torch_model, save_outputs, seeded_input
+    ref = RefMCIBI(copy.deepcopy(narrow_cfg()), mode='TEST')
+    meta = {'reference': 'sssegmentation 1.7.0 mcibi_deeplabv3_vitlarge_ade20k.py, narrowed', 'torch': torch.__version__,
+            'num_classes': NUM_CLASSES, 'narrow': NARROW, 'aux': AUX, 'weights': {'model': fill_torch_model(ref)}}
+    ref.eval()
+    inputs = {'image': seeded_input((1, 3, 128, 128), seed=1)}
+    with torch.no_grad():
+        x = torch.from_numpy(inputs['image'])
+        feats = normed_features(ref, x)
+        memory_input = ref.bottleneck(feats[-1])
+        stage1 = ref.decoder_stage1(memory_input)
+        _, memory_output = ref.memory_module(memory_input, stage1, ref.context_within_image_module(feats[-1]))
+        outputs = {'stage2': up(ref.decoder_stage2(memory_output), x.shape[2:]).numpy(),
+                   'stage1': up(stage1, x.shape[2:]).numpy()}
+        outputs.update({f'aux{i + 1}': dec(f).numpy() for i, (dec, f) in enumerate(zip(ref.auxiliary_decoder, feats[:3]))})
+    path = os.path.join(HERE, 'mcibi_vit_sssegmentation.npz')
+    save_outputs(path, inputs, outputs, meta)
+    print('wrote', path, {k: v.shape for k, v in outputs.items()})
+
+
 def main():
+    if '--outputs' in sys.argv[1:]:
+        return stored_outputs()
+    _zoo()
     with_float64 = '--no-float64' not in sys.argv[1:]
     paddle.set_device('cpu')
     torch.manual_seed(0)
@@ -194,7 +240,7 @@ def main():
         res['float64_max_abs_diff'] = float(np.abs(want64 - got64).max())
         print('float64', res['float64_max_abs_diff'], f'({time.time() - t0:.0f} s)', flush=True)
     doc = {
-        'produced_by': 'tools/parity/mcibi_vit_parity.py',
+        'produced_by': 'tests/manifests/mcibi_vit_parity.py (first run as tools/parity/mcibi_vit_parity.py)',
         'reference': 'sssegmentation ssseg/configs/mcibi/mcibi_deeplabv3_vitlarge_ade20k.py (MCIBI, ViT-L/16)',
         'date': datetime.date.today().isoformat(),
         'versions': {'sssegmentation': getattr(ssseg, '__version__', '1.7.0'), 'torch': torch.__version__,
