@@ -175,3 +175,41 @@ def test_train_resize_crop_and_photometric_are_mmseg_bytes():
         np.random.seed(int(s))
         random.seed(int(s))
         assert pc.sha256(pmd({'img': small.copy(), 'label': None})['img']) == want, s
+
+
+# -- the evaluation path: what evaluate() feeds the inference routine ----------------------------
+
+def test_evaluate_crops_padding_and_feeds_tta_the_loaded_image(tmp_path):
+    """A padded val pipeline scores exactly what the unpadded one does (pointwise model: the
+    logits are cropped back, not squeezed), and image-mode TTA gets the loaded uint8 image, in
+    the main process and through DataLoader workers alike."""
+    from test_evaluator import NUM_CLASSES, PixelNet, write_dataset
+    from zoo.engine.evaluator import evaluate
+    write_dataset(str(tmp_path))
+    norm = dict(type='Normalize', mean=[0, 0, 0], std=[1, 1, 1])
+
+    def run(transforms, test_kwargs, num_workers=0):
+        ds = Dataset(str(tmp_path), transforms, num_classes=NUM_CLASSES, mode='val', val_path='val.txt')
+        return evaluate(PixelNet(), ds, test_kwargs, num_workers=num_workers, print_detail=False)['confusion_matrix']
+
+    plain = run([norm], {})
+    np.testing.assert_array_equal(run([norm, dict(type='Pad', size=[16, 16])], {}), plain)
+    tta = {'aug_resize': 'image', 'scales': (1.0,), 'flip_horizontal': True}
+    np.testing.assert_array_equal(run([dict(type='Resize', target_size=[40, 40]), norm], tta), plain)
+    np.testing.assert_array_equal(run([dict(type='Resize', target_size=[40, 40]), norm], tta, num_workers=1), plain)
+    assert not np.array_equal(run([dict(type='Resize', target_size=[40, 40]), norm], {}), plain)
+
+
+def test_read_image_is_uint8_rgb_and_labels_keep_their_dtype(tmp_path):
+    from zoo.datasets.base import read_image, read_label
+    rgb = pc.make_image(5, 7)
+    path = pc.write_png(str(tmp_path / 'a.png'), rgb)
+    img = read_image(path)
+    assert img.dtype == np.uint8 and np.array_equal(img, rgb)
+    lab = pc.make_label(5, 7)
+    pc.write_png(str(tmp_path / 'l.png'), lab)
+    assert read_label(str(tmp_path / 'l.png')).dtype == np.uint8
+    cv2_16 = np.full((3, 4), 300, np.uint16)
+    import cv2
+    cv2.imwrite(str(tmp_path / 'l16.png'), cv2_16)
+    assert read_label(str(tmp_path / 'l16.png')).dtype == np.uint16
