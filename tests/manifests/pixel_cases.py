@@ -17,7 +17,11 @@ scripts ``tests/manifests/pixels_<reference>.py`` (each run in its reference's e
 
 Imports numpy and OpenCV only: the reference environments run it too.
 """
+import datetime
 import hashlib
+import json
+import os
+import platform
 
 import cv2
 import numpy as np
@@ -156,3 +160,26 @@ def digests(chw, mean, std):
     pixels = np.rint(chw.astype(np.float64) * std + mean).astype(np.int16)
     return {'shape': list(chw.shape), 'pixels_sha256': sha256(pixels), 'input_sha256': sha256(chw),
             'input_sample': [float(v) for v in chw.reshape(-1)[sample_points(chw.size)]]}
+
+
+def record_val(key, tmp, network_input, mean, std):
+    """``{'HxW': digests}`` of a reference pipeline's network input for each size of the key's
+    dataset: ``network_input(png_path)`` returns the CHW float32 input, or ``(input, extras)``
+    with a dict of extras to store beside the digests."""
+    out = {}
+    for h, w in SIZES[dataset_of(key)]:
+        png = write_png(os.path.join(tmp, f'{key.replace("/", "_")}_{h}x{w}.png'), make_image(h, w))
+        got = network_input(png)
+        chw, extras = got if isinstance(got, tuple) else (got, {})
+        out[size_key(h, w)] = dict(digests(chw, mean, std), **extras)
+    return out
+
+
+def save_manifest(path, script, versions, **parts):
+    """Write a reference manifest: who wrote it, when, with which versions, and its parts."""
+    res = {'produced_by': script, 'date': datetime.date.today().isoformat(),
+           'environment': {'python': platform.python_version(), 'numpy': np.__version__, **versions}, **parts}
+    with open(path, 'w') as f:
+        json.dump(res, f, indent=1)
+        f.write('\n')
+    print('wrote', path)

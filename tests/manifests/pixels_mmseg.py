@@ -21,10 +21,7 @@ configs (``mmseg/.mim/configs``):
   for 6 seeds (image and label SHA-256, RGB order), and its PhotoMetricDistortion of a generated
   96x128 image with ``np.random.seed(s)`` for 24 seeds.
 """
-import datetime
-import json
 import os
-import platform
 import random
 import sys
 import tempfile
@@ -65,9 +62,7 @@ def val_inputs(cfg, tmp, key):
     mean, std = cfg.model.data_preprocessor['mean'], cfg.model.data_preprocessor['std']
     out = {'pipeline': [t['type'] + ('' if t['type'] != 'Resize' else f"(scale={t['scale']}, keep_ratio={t['keep_ratio']})")
                         for t in steps] + ['SegDataPreProcessor'], 'mean': mean, 'std': std}
-    for h, w in pc.SIZES[pc.dataset_of(key)]:
-        path = pc.write_png(os.path.join(tmp, f'{key.replace("/", "_")}_{h}x{w}.png'), pc.make_image(h, w))
-        out[pc.size_key(h, w)] = pc.digests(preprocess(pre, pipeline({'img_path': path})), mean, std)
+    out.update(pc.record_val(key, tmp, lambda png: preprocess(pre, pipeline({'img_path': png})), mean, std))
     return out
 
 
@@ -126,23 +121,18 @@ def main():
     import mmseg
     import torch
     cv2.setNumThreads(0)
-    res = {'produced_by': 'tests/manifests/pixels_mmseg.py',
-           'date': datetime.date.today().isoformat(),
-           'environment': {'python': platform.python_version(), 'mmsegmentation': mmseg.__version__,
-                           'mmcv': mmcv.__version__, 'mmengine': mmengine.__version__, 'torch': torch.__version__,
-                           'opencv': cv2.__version__, 'numpy': np.__version__},
-           'configs': CONFIGS, 'val': {}, 'tta': {}}
+    val, tta = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for key, rel in CONFIGS.items():
             cfg = mmseg_config(rel)
-            res['val'][key] = {'reference': pc.REFERENCES[key], **val_inputs(cfg, tmp, key)}
+            val[key] = {'reference': pc.REFERENCES[key], **val_inputs(cfg, tmp, key)}
             if key in pc.TTA:
-                res['tta'][key] = tta_inputs(cfg, tmp, key)
-        res['train'] = train_steps(mmseg_config(CONFIGS['mmseg/cityscapes']), tmp)
-    with open(OUT, 'w') as f:
-        json.dump(res, f, indent=1)
-        f.write('\n')
-    print('wrote', OUT)
+                tta[key] = tta_inputs(cfg, tmp, key)
+        train = train_steps(mmseg_config(CONFIGS['mmseg/cityscapes']), tmp)
+    pc.save_manifest(OUT, 'tests/manifests/pixels_mmseg.py',
+                     {'mmsegmentation': mmseg.__version__, 'mmcv': mmcv.__version__, 'mmengine': mmengine.__version__,
+                      'torch': torch.__version__, 'opencv': cv2.__version__},
+                     configs=CONFIGS, val=val, tta=tta, train=train)
 
 
 if __name__ == '__main__':

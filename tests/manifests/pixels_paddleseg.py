@@ -13,14 +13,10 @@ PaddleSeg's own ``paddleseg.transforms.Compose`` (which reads it with ``cv2.imre
 .astype('float32')`` and converts BGR to RGB) as its ``Dataset.__getitem__`` does in val mode,
 stored as ``pixel_cases.digests`` with the padded size and PaddleSeg's ``trans_info``.
 """
-import datetime
-import json
 import os
-import platform
 import sys
 import tempfile
 
-import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, 'pixels_paddleseg.json')
@@ -39,26 +35,21 @@ def main():
     import paddleseg
     from paddleseg.cvlibs import manager
     from paddleseg.transforms import Compose
-    res = {'produced_by': 'tests/manifests/pixels_paddleseg.py',
-           'date': datetime.date.today().isoformat(),
-           'environment': {'python': platform.python_version(), 'paddleseg': paddleseg.__version__,
-                           'paddlepaddle': paddle.__version__, 'opencv': cv2.__version__, 'numpy': np.__version__},
-           'val': {}}
+    val = {}
     with tempfile.TemporaryDirectory() as tmp:
         for key, spec in VAL_TRANSFORMS.items():
-            ops = [manager.TRANSFORMS[t['type']](**{k: v for k, v in t.items() if k != 'type'}) for t in spec]
-            compose = Compose(ops)
-            out = {'reference': pc.REFERENCES[key], 'transforms': spec, 'mean': MEAN, 'std': STD}
-            for h, w in pc.SIZES[pc.dataset_of(key)]:
-                png = pc.write_png(os.path.join(tmp, f'{key.replace("/", "_")}_{h}x{w}.png'), pc.make_image(h, w))
+            compose = Compose([manager.TRANSFORMS[t['type']](**{k: v for k, v in t.items() if k != 'type'})
+                               for t in spec])
+
+            def network_input(png):
                 data = compose({'img': png, 'label': None, 'trans_info': [], 'gt_fields': []})
-                out[pc.size_key(h, w)] = dict(pc.digests(data['img'], MEAN, STD),
-                                              trans_info=[[t[0], list(t[1])] for t in data['trans_info']])
-            res['val'][key] = out
-    with open(OUT, 'w') as f:
-        json.dump(res, f, indent=1)
-        f.write('\n')
-    print('wrote', OUT)
+                return data['img'], {'trans_info': [[t[0], list(t[1])] for t in data['trans_info']]}
+
+            val[key] = {'reference': pc.REFERENCES[key], 'transforms': spec, 'mean': MEAN, 'std': STD,
+                        **pc.record_val(key, tmp, network_input, MEAN, STD)}
+    pc.save_manifest(OUT, 'tests/manifests/pixels_paddleseg.py',
+                     {'paddleseg': paddleseg.__version__, 'paddlepaddle': paddle.__version__, 'opencv': cv2.__version__},
+                     val=val)
 
 
 if __name__ == '__main__':

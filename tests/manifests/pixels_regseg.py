@@ -21,10 +21,7 @@ short)``, an image whose short side already is ``size`` is returned as is, other
 ``pixel_cases.SIZES``.
 """
 import argparse
-import datetime
-import json
 import os
-import platform
 import re
 import sys
 import tempfile
@@ -76,25 +73,17 @@ def main():
     import torch
     from PIL import Image
     mean, std = [m * 255 for m in MEAN01], [s * 255 for s in STD01]
-    res = {'produced_by': 'tests/manifests/pixels_regseg.py', 'date': datetime.date.today().isoformat(),
-           'environment': {'python': platform.python_version(), 'pillow': PIL.__version__, 'torch': torch.__version__,
-                           'numpy': np.__version__},
-           'val': {}}
+    val = {}
     with tempfile.TemporaryDirectory() as tmp:
         for key, rel in CONFIGS.items():
             size = val_input_size(args.regseg, rel)
-            out = {'reference': pc.REFERENCES[key], 'config': rel, 'val_input_size': size,
-                   'pipeline': [f'ValResize({size}) (torchvision resize, PIL bilinear)', 'ToTensor',
-                                f'Normalize({MEAN01}, {STD01})'], 'mean': mean, 'std': std}
-            for h, w in pc.SIZES[pc.dataset_of(key)]:
-                png = pc.write_png(os.path.join(tmp, f'{key.replace("/", "_")}_{h}x{w}.png'), pc.make_image(h, w))
-                img = torchvision_resize(Image.open(png).convert('RGB'), size)
-                out[pc.size_key(h, w)] = pc.digests(to_tensor_normalize(img), mean, std)
-            res['val'][key] = out
-    with open(OUT, 'w') as f:
-        json.dump(res, f, indent=1)
-        f.write('\n')
-    print('wrote', OUT)
+            val[key] = {'reference': pc.REFERENCES[key], 'config': rel, 'val_input_size': size,
+                        'pipeline': [f'ValResize({size}) (torchvision resize, PIL bilinear)', 'ToTensor',
+                                     f'Normalize({MEAN01}, {STD01})'], 'mean': mean, 'std': std,
+                        **pc.record_val(key, tmp, lambda png, size=size: to_tensor_normalize(
+                            torchvision_resize(Image.open(png).convert('RGB'), size)), mean, std)}
+    pc.save_manifest(OUT, 'tests/manifests/pixels_regseg.py', {'pillow': PIL.__version__, 'torch': torch.__version__},
+                     val=val)
 
 
 if __name__ == '__main__':

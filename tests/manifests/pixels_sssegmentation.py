@@ -14,14 +14,10 @@ sssegmentation's own ``BaseDataset.constructtransforms`` (Resize, Normalize, ToT
 as ``pixel_cases.digests`` (``tests/test_pixel_parity.py`` compares ours).
 """
 import argparse
-import datetime
-import json
 import os
-import platform
 import sys
 import tempfile
 
-import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, 'pixels_sssegmentation.json')
@@ -57,28 +53,23 @@ def main():
     import torch
     from ssseg.modules.datasets.base import BaseDataset
     cv2.setNumThreads(0)
-    res = {'produced_by': 'tests/manifests/pixels_sssegmentation.py',
-           'date': datetime.date.today().isoformat(),
-           'environment': {'python': platform.python_version(), 'sssegmentation': ssseg.__version__,
-                           'torch': torch.__version__, 'opencv': cv2.__version__, 'numpy': np.__version__},
-           'val': {}}
+    val = {}
     with tempfile.TemporaryDirectory() as tmp:
         for key, (module, name) in DATASET_CONFIGS.items():
             cfg, path = load_dataset_cfg(args.configs, module, name)
             pipelines = copy.deepcopy(cfg['test']['data_pipelines'])
             transforms = BaseDataset.constructtransforms(None, copy.deepcopy(pipelines))
-            out = {'reference': pc.REFERENCES[key], 'config': os.path.relpath(path, os.path.dirname(args.configs)),
-                   'pipeline': [f'{t}({c})' for t, c in pipelines], 'mean': MEAN, 'std': STD}
-            for h, w in pc.SIZES[pc.dataset_of(key)]:
-                png = pc.write_png(os.path.join(tmp, f'{module}_{h}x{w}.png'), pc.make_image(h, w))
+
+            def network_input(png):
                 image = cv2.imread(png)  # BaseDataset.read
-                meta = transforms({'image': image, 'height': h, 'width': w})
-                out[pc.size_key(h, w)] = pc.digests(meta['image'].numpy(), MEAN, STD)
-            res['val'][key] = out
-    with open(OUT, 'w') as f:
-        json.dump(res, f, indent=1)
-        f.write('\n')
-    print('wrote', OUT)
+                h, w = image.shape[:2]
+                return transforms({'image': image, 'height': h, 'width': w})['image'].numpy()
+
+            val[key] = {'reference': pc.REFERENCES[key], 'config': os.path.relpath(path, os.path.dirname(args.configs)),
+                        'pipeline': [f'{t}({c})' for t, c in pipelines], 'mean': MEAN, 'std': STD,
+                        **pc.record_val(key, tmp, network_input, MEAN, STD)}
+    pc.save_manifest(OUT, 'tests/manifests/pixels_sssegmentation.py',
+                     {'sssegmentation': ssseg.__version__, 'torch': torch.__version__, 'opencv': cv2.__version__}, val=val)
 
 
 if __name__ == '__main__':

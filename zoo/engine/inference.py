@@ -44,7 +44,6 @@ mmseg 1.2.2 ``slide_inference`` 7.2e-7, slide + flip TTA probabilities 2.4e-7, i
 The return value is ``[N, C, H_ori, W_ori]``: the logits for a single pass, the averaged
 scores (probabilities by default) when several passes are merged.
 """
-import numpy as np
 import paddle
 import paddle.nn.functional as F
 

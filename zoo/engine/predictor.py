@@ -11,7 +11,6 @@ import os
 import sys
 
 import cv2
-import numpy as np
 import paddle
 
 from ..datasets.base import Compose, read_image, to_chw
