@@ -37,7 +37,7 @@ MANIFESTS = os.path.join(REPO, 'tests', 'manifests')
 REFERENCE_FILES = {'mmseg': 'pixels_mmseg.json', 'sssegmentation': 'pixels_sssegmentation.json',
                    'paddleseg': 'pixels_paddleseg.json', 'regseg': 'pixels_regseg.json'}
 # max |float32 difference| allowed where the reference's normalization formula differs from ours
-FLOAT_TOLERANCE = 2e-6
+FLOAT_TOLERANCE = 1e-6
 
 
 def manifest(family):

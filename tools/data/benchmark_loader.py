@@ -201,9 +201,9 @@ class Worker:
         try:
             self.proc.stdin.write('quit\n')
             self.proc.stdin.close()
-        except OSError:
-            pass
-        self.proc.wait(timeout=60)
+            self.proc.wait(timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
 
 
 def find_mmseg_python(given):
@@ -244,25 +244,28 @@ def main(argv=None):
     with open(spec, 'w') as f:
         json.dump({'config': args.config, 'root': root, 'files': files}, f)
     env = dict(os.environ, OMP_NUM_THREADS='1')
-    workers = [Worker('ours', sys.executable, spec, env)]
     mmseg_python = find_mmseg_python(args.mmseg_python)
-    if mmseg_python:
-        workers += [Worker('mmseg', mmseg_python, spec, env), Worker('mmseg+preprocessor', mmseg_python, spec, env)]
-    stages = {w.name: w.ask('stages')['stages'] for w in workers}  # also the warm-up round
-    n = len(files)
-    load0 = os.getloadavg()
-    rates = {w.name: [] for w in workers}
-    walls = {w.name: [] for w in workers}
-    for _ in range(args.rounds):
+    names = ['ours'] + (['mmseg', 'mmseg+preprocessor'] if mmseg_python else [])
+    workers = []
+    try:
+        for name in names:
+            workers.append(Worker(name, sys.executable if name == 'ours' else mmseg_python, spec, env))
+        stages = {w.name: w.ask('stages')['stages'] for w in workers}  # also the warm-up round
+        load0 = os.getloadavg()
+        rates = {w.name: [] for w in workers}
+        walls = {w.name: [] for w in workers}
+        for _ in range(args.rounds):
+            for w in workers:
+                r = w.ask('run')
+                rates[w.name].append(r['n'] / r['cpu'])
+                walls[w.name].append(r['n'] / r['wall'])
+                time.sleep(0.5)  # let the previous process's threads go quiet
+        load1 = os.getloadavg()
+    finally:
         for w in workers:
-            r = w.ask('run')
-            rates[w.name].append(r['n'] / r['cpu'])
-            walls[w.name].append(r['n'] / r['wall'])
-            time.sleep(0.5)
-    load1 = os.getloadavg()
-    for w in workers:
-        w.close()
-    tmp.cleanup()
+            w.close()
+        tmp.cleanup()
+    n = len(files)
 
     print(f'{n} images of {"generated 2048x1024 pairs" if args.dataset_root is None else root}, '
           f'{args.rounds} rounds, medians; load average {load0[0]:.2f} before, {load1[0]:.2f} after')
