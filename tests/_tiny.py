@@ -48,9 +48,11 @@ def tiny_config(root, iters=6, batch_size=2, **model):
 
 @MODELS.register()
 class TinySegNet(nn.Layer):
-    """conv-bn-relu x2 with dropout and an auxiliary head; ``nan_after`` injects a NaN."""
+    """conv-bn-relu x2 with dropout and an auxiliary head. Faults for the reliability tests:
+    ``nan_after=k``: the logits are NaN from forward call k + 1; ``nan_weights_after=k``: after
+    training step k the first BN's running variance becomes NaN (the loss stays finite)."""
 
-    def __init__(self, num_classes, align_corners=False, width=8, nan_after=-1):
+    def __init__(self, num_classes, align_corners=False, width=8, nan_after=-1, nan_weights_after=-1):
         super().__init__()
         self.align_corners = align_corners
         self.stem = nn.Sequential(nn.Conv2D(3, width, 3, padding=1), nn.BatchNorm2D(width), nn.ReLU(),
@@ -59,7 +61,13 @@ class TinySegNet(nn.Layer):
         self.cls = nn.Conv2D(width, num_classes, 1)
         self.aux = nn.Conv2D(width, num_classes, 1)
         self.nan_after = nan_after
+        self.nan_weights_after = nan_weights_after
         self.calls = 0
+
+    def train_step_hook(self, labels, lr, iteration):
+        if 0 <= self.nan_weights_after < iteration:
+            var = self.stem[1]._variance
+            var.set_value(paddle.full(var.shape, float('nan'), var.dtype))
 
     def forward(self, x):
         self.calls += 1

@@ -19,9 +19,17 @@ if ROOT not in sys.path:
 DEMO_SIZE = dict(num_train=4, num_val=2, height=64, width=128, seed=0)
 
 
+@pytest.fixture(scope='session', autouse=True)
+def _scan_cache(tmp_path_factory):
+    """The dataset scanner's cache (zoo/datasets/scan.py) in a temp folder instead of ~/.cache, also
+    for the tools that tests run in subprocesses (they inherit the environment)."""
+    if 'ZOO_SCAN_CACHE' not in os.environ:
+        os.environ['ZOO_SCAN_CACHE'] = str(tmp_path_factory.mktemp('scan_cache'))
+
+
 @pytest.fixture(scope='session')
 def demo_root(tmp_path_factory):
-    from zoo.datasets.demo import generate_demo_dataset
+    from zoo.datasets.prepare.demo import generate_demo_dataset
 
     root = str(tmp_path_factory.mktemp('demo'))
     generate_demo_dataset(root, **DEMO_SIZE)

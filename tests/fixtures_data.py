@@ -169,7 +169,7 @@ def make_voc_sbd(root):
     from PIL import Image
     from scipy.io import savemat
 
-    from zoo.datasets.prepare.voc import voc_palette
+    from zoo.datasets.meta import voc_palette
 
     devkit = os.path.join(root, 'VOCdevkit')
     voc = os.path.join(devkit, 'VOC2012')

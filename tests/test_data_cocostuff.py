@@ -43,7 +43,7 @@ def test_182_class_mapping_sssegmentation(root):
     _, label = ds[0]
     row = label[0]
     assert (row[0], row[8], row[16], row[24], row[32]) == (255, 0, 12, 91, 181)
-    assert ds.CLASSES[12] == 'stop sign' and ds.CLASSES[181] == 'wood' and len(ds.PALETTE) == 182
+    assert ds.class_names[12] == 'stop sign' and ds.class_names[181] == 'wood' and len(ds.palette) == 182
     lut = raw_to_train_id_lut(182)
     assert lut[0] == 255 and lut[1] == 0 and lut[182] == 181
 

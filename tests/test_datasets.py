@@ -9,8 +9,9 @@ import pytest
 
 from zoo.datasets.base import Dataset
 from zoo.datasets.cityscapes import Cityscapes
-from zoo.datasets.demo import (DEMO_CLASSES, DemoShapes, class_pixel_counts, generate_demo_dataset,
-                               majority_baseline, sample_paths)
+from zoo.datasets.demo import DemoShapes
+from zoo.datasets.meta import DEMO_CLASSES
+from zoo.datasets.prepare.demo import class_pixel_counts, generate_demo_dataset, majority_baseline, sample_paths
 from zoo.utils.errors import DataError
 
 AUG = [dict(type='RandomRescale', scale=[32, 16], ratio_range=[0.5, 2.0]),

@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 
-from zoo.datasets.demo import generate_demo_dataset, majority_baseline
+from zoo.datasets.prepare.demo import generate_demo_dataset, majority_baseline
 from zoo.engine.trainer import Trainer
 from zoo.utils.config import Config
 

@@ -1,15 +1,22 @@
 """evaluate() on a tiny generated dataset gives the brute-force numbers; VisualDL logging;
-DataLoader errors reach the user as one line."""
+the report folder (metrics.json equal to the printed table, the pictures); DataLoader errors
+reach the user as one line."""
+import json
+import logging
 import os
+import re
 
 import cv2
 import numpy as np
 import paddle
 import paddle.nn as nn
 import pytest
+from PIL import Image
 
 from zoo.datasets.base import Dataset
 from zoo.engine.evaluator import evaluate
+from zoo.engine.metrics import SUMMARY
+from zoo.engine.visual import colorize, generate_palette
 from zoo.utils.cli import main_wrapper
 from zoo.utils.errors import DataError
 
@@ -94,12 +101,76 @@ def test_evaluate_matches_brute_force_and_logs(tmp_path):
     assert res['mIoU'] == pytest.approx(np.nanmean(iou)) and res['mAcc'] == pytest.approx(np.nanmean(acc))
     assert res['aAcc'] == pytest.approx(aacc)
     assert res['class_names'] == ['0', '1', '2', '3']
-    assert [(t, s) for t, _, s in writer.scalars] == [('Evaluate/mIoU', 7), ('Evaluate/aAcc', 7), ('Evaluate/mAcc', 7)]
-    assert writer.scalars[0][1] == pytest.approx(res['mIoU'])
+    assert [(t, s) for t, _, s in writer.scalars] == [(f'Evaluate/{k}', 7) for k in SUMMARY]
+    assert dict((t, v) for t, v, _ in writer.scalars)['Evaluate/mIoU'] == pytest.approx(res['mIoU'])
     assert [t for t, *_ in writer.images] == ['Evaluate/image_0', 'Evaluate/image_1']
     panel = writer.images[0][1]
-    assert panel.shape == (6, 24, 3) and panel.dtype == np.uint8  # input | truth | prediction
-    assert (panel[0, 8:16] == 0).all()  # the ignored first label row is black
+    # a 2 x 2 grid (input | truth / prediction | legend) of 6x8 cells enlarged 42x (to >= 252 px high),
+    # each under a title row
+    from zoo.engine import visual
+    title_h = visual._text_size('Ag', visual._font_scale(8 * 42))[1] * 2 + 4
+    assert panel.dtype == np.uint8 and panel.shape == (2 * (title_h + 6 * 42) + visual.GAP, 2 * 8 * 42 + visual.GAP, 3)
+    truth = panel[title_h:title_h + 6 * 42, 8 * 42 + visual.GAP:]
+    lab0 = cv2.imread(str(tmp_path / 'lab' / '0.png'), cv2.IMREAD_UNCHANGED)
+    want = colorize(lab0, generate_palette(NUM_CLASSES))
+    np.testing.assert_array_equal(truth, np.repeat(np.repeat(want, 42, axis=0), 42, axis=1))
+    assert (truth[:42] == 0).all()  # the ignored first label row is black
+
+
+class _Lines(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.text = []
+
+    def emit(self, record):
+        self.text.append(record.getMessage())
+
+
+def test_report_folder_holds_the_printed_numbers(tmp_path):
+    from zoo.engine.report import confusion_figure_size, per_class_figure_size, row_normalize
+    write_dataset(str(tmp_path / 'data'))
+    lines = _Lines()
+    logging.getLogger('zoo').addHandler(lines)
+    try:
+        res = evaluate(PixelNet(), make_dataset(str(tmp_path / 'data')), {}, save_dir=str(tmp_path / 'rep'),
+                       loss_fn=paddle.nn.CrossEntropyLoss(axis=1, ignore_index=255),
+                       identity={'model': {'type': 'PixelNet', 'weights': 'in memory'}})
+    finally:
+        logging.getLogger('zoo').removeHandler(lines)
+    printed = '\n'.join(lines.text)
+    assert printed.count('mIoU') == 1  # once, in the summary row
+    with open(tmp_path / 'rep' / 'metrics.json') as f:
+        doc = json.load(f)
+    # the summary row of the printed table == metrics.json, in percent with two decimals
+    rows = [ln for ln in printed.splitlines() if ln.startswith('|')]
+    header = [c.strip() for c in rows[-2].strip('|').split('|')]
+    values = [c.strip() for c in rows[-1].strip('|').split('|')]
+    assert header == [k for k in SUMMARY if k != 'mRecall']
+    for key, shown in zip(header, values):
+        assert shown == f'{100 * doc["summary"][key]:.2f}', key
+    assert doc['summary']['mRecall'] == doc['summary']['mAcc']
+    # per-class rows too
+    per_class = {r.split('|')[1].strip(): [c.strip() for c in r.strip('|').split('|')[1:]] for r in rows
+                 if re.match(r'^\|\s+\d\s+\|', r)}
+    for row in doc['per_class']:
+        shown = per_class[row['class']]
+        for key, cell in zip(('IoU', 'Acc', 'Dice', 'Precision', 'Fscore'), shown):
+            want = 'nan' if row[key] is None else f'{100 * row[key]:.2f}'
+            assert cell == want, (row['class'], key)
+    np.testing.assert_array_equal(doc['confusion_matrix']['counts'], res['confusion_matrix'])
+    assert doc['data']['num_images'] == 3 and len(doc['data']['file_list_sha256']) == 64
+    assert doc['model'] == {'type': 'PixelNet', 'weights': 'in memory'}
+    assert doc['protocol']['ignore_index'] == 255 and doc['protocol']['processes'] == 1
+    assert doc['loss'] == pytest.approx(res['loss']) and res['loss'] > 0
+    # the pictures: the size the class count gives; the plotted rows sum to 1 (or are empty)
+    cm_png = Image.open(tmp_path / 'rep' / 'confusion_matrix.png')
+    assert cm_png.size == confusion_figure_size(NUM_CLASSES)
+    assert Image.open(tmp_path / 'rep' / 'per_class_iou.png').size == per_class_figure_size(NUM_CLASSES)
+    sums = np.nansum(row_normalize(res['confusion_matrix']), axis=1)
+    np.testing.assert_allclose(sums[:3], 1.0)
+    assert sums[3] == 0  # class 3 has no ground-truth pixel: an empty (grey) row
+    # the panels stacked, padded to the widest (the 5x7 image, enlarged 51x)
+    assert Image.open(tmp_path / 'rep' / 'samples.png').size[0] == 2 * 7 * 51 + 6
 
 
 def test_evaluate_with_workers_and_aug_gives_the_same(tmp_path):

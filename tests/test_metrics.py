@@ -1,5 +1,8 @@
-"""Metrics against a brute-force per-pixel count (ignore pixels, absent classes)."""
+"""Metrics against a brute-force per-pixel count (ignore pixels, absent classes), against
+mmsegmentation's own values (tests/manifests/metrics_mmseg.json) and a textbook kappa."""
+import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -79,4 +82,49 @@ def test_perfect_prediction_and_table():
     assert m['mIoU'] == 1.0 and m['aAcc'] == 1.0 and math.isnan(m['IoU'][2])
     table = format_table(m, ['road', 'car', 'sky'])
     assert 'road' in table and '100.00' in table and 'nan' in table
-    assert table.count('100.00') == 2 + 2 + 3  # IoU+Acc of road and car, then aAcc mIoU mAcc
+    # IoU Acc Dice Precision Fscore of road and car, then aAcc mIoU mAcc mDice mPrecision mFscore Kappa
+    assert table.count('100.00') == 2 * 5 + 7
+    assert table.count('nan') == 5  # sky: absent everywhere
+
+
+MANIFEST = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'manifests', 'metrics_mmseg.json')
+
+
+def test_metrics_equal_mmsegmentation_values():
+    with open(MANIFEST) as f:
+        cases = json.load(f)['cases']
+    assert len(cases) == 3
+    for case in cases:
+        got = metrics_from_confusion(np.array(case['confusion_matrix']))
+        for key, values in case['per_class'].items():
+            want = np.array([np.nan if v is None else v for v in values])
+            if key == 'Fscore':
+                # mmseg: NaN where precision and recall are both 0 or recall undefined; F1 = Dice = 0 there
+                odd = np.isnan(want) & np.isfinite(got['Dice'])
+                assert odd.sum() == 2 and (got['Fscore'][odd] == 0).all()
+                want[odd] = 0.0
+                np.testing.assert_allclose(got['Fscore'], got['Dice'], rtol=1e-12, equal_nan=True)
+            np.testing.assert_allclose(got[key], want, rtol=1e-12, atol=1e-15, equal_nan=True, err_msg=key)
+        for key, value in case['summary'].items():
+            if key != 'mFscore':
+                assert got[key] == pytest.approx(value, rel=1e-12), key
+        assert got['mFscore'] < case['summary']['mFscore']  # mmseg's mean skips the 0-F1 classes
+
+
+def test_kappa_textbook_and_degenerate():
+    # 50 items, two raters: yes/yes 20, yes/no 5, no/yes 10, no/no 15 -> po 0.7, pe 0.5, kappa 0.4
+    m = metrics_from_confusion(np.array([[20, 5], [10, 15]]))
+    assert m['Kappa'] == pytest.approx(0.4, rel=1e-12)
+    assert m['aAcc'] == pytest.approx(0.7)
+    assert metrics_from_confusion(np.diag([3, 4, 0]))['Kappa'] == pytest.approx(1.0)
+    assert math.isnan(metrics_from_confusion(np.array([[5, 0], [0, 0]]))['Kappa'])  # one class only: pe = 1
+    assert math.isnan(metrics_from_confusion(np.zeros((2, 2), int))['Kappa'])
+
+
+def test_fbeta_weighs_recall():
+    # class 0: 8 right, 2 missed (FN), 4 false alarms (FP): P = 8/12, R = 8/10
+    cm = np.array([[8, 2], [4, 6]])
+    p, r = 8 / 12, 8 / 10
+    for beta in (0.5, 1.0, 2.0):
+        got = metrics_from_confusion(cm, beta=beta)['Fscore'][0]
+        assert got == pytest.approx((1 + beta ** 2) * p * r / (beta ** 2 * p + r), rel=1e-12)

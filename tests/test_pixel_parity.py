@@ -128,8 +128,9 @@ class Recorder(paddle.nn.Layer):
         return [paddle.zeros([x.shape[0], 2, x.shape[2], x.shape[3]])]
 
 
-@pytest.mark.parametrize('reference,config', [('mmseg/cityscapes', 'configs/fast_scnn/fast_scnn_cityscapes_512x1024_160k.yml'),
-                                              ('mmseg/ade20k', 'configs/dmnet/dmnet_r50-d8_ade20k_512x512_80k.yml')])
+@pytest.mark.parametrize('reference,config', [
+    ('mmseg/cityscapes', 'configs/fast_scnn/fast_scnn_cityscapes_512x1024_160k.yml'),
+    ('mmseg/ade20k', 'configs/dmnet/dmnet_r50-d8_ade20k_512x512_80k.yml')])
 def test_tta_inputs_are_mmseg_tta_pipeline(reference, config, images):
     """ms+flip through our inference routine, as the evaluator calls it: every pass's input is
     mmseg's (the loaded uint8 image rescaled by OpenCV with mmcv's sizes, then normalized)."""

@@ -110,17 +110,63 @@ def trained(tmp_path):
     return str(cfg_path), str(weights), root
 
 
-def test_val_and_predict_tools_end_to_end(trained, tmp_path, capsys):
+def test_val_and_predict_tools_end_to_end(trained, tmp_path):
+    import json
     cfg, weights, root = trained
     load_tool('val').main(['--config', cfg, '--model_path', weights, '--device', 'cpu', '--aug_eval',
-                           '--flip_horizontal'])
-    out = capsys.readouterr().out
-    assert 'mIoU' in out and '(2 images)' in out
+                           '--flip_horizontal', '--save_dir', str(tmp_path / 'val')])
+    with open(tmp_path / 'val' / 'metrics.json') as f:
+        doc = json.load(f)
+    assert doc['data']['num_images'] == 2 and doc['model']['weights'] == os.path.abspath(weights)
+    assert len(doc['model']['weights_sha256']) == 64
+    assert doc['protocol']['inference']['flip_horizontal'] is True and doc['protocol']['inference']['mode'] == 'slide'
+    assert 'loss' not in doc  # flipped passes are merged probabilities: no loss
+    for name in ('confusion_matrix.png', 'per_class_iou.png', 'samples.png'):
+        assert os.path.isfile(tmp_path / 'val' / name)
     load_tool('predict').main(['--config', cfg, '--model_path', weights, '--device', 'cpu',
                                '--image_path', os.path.join(root, 'img'), '--save_dir', str(tmp_path / 'res')])
     for name in ('0', '1'):
         assert os.path.isfile(tmp_path / 'res' / 'pseudo_color_prediction' / f'{name}.png')
         assert os.path.isfile(tmp_path / 'res' / 'added_prediction' / f'{name}.jpg')
+
+
+class CityscapesIds(paddle.nn.Layer):
+    """Predicts train id = column index (0..18) on a 19-column image."""
+
+    align_corners = False
+    num_classes = 19
+
+    def forward(self, x):
+        w = x.shape[3]
+        cols = paddle.arange(w, dtype='float32').reshape([1, 1, 1, w])
+        classes = paddle.arange(19, dtype='float32').reshape([1, 19, 1, 1])
+        return [-paddle.abs(cols - classes).expand([x.shape[0], 19, x.shape[2], w])]
+
+
+def test_predict_cityscapes_format_writes_label_ids(tmp_path):
+    from zoo.engine.predictor import cityscapes_label_ids
+    os.makedirs(tmp_path / 'leftImg8bit' / 'aachen')
+    name = 'aachen_000000_000019_leftImg8bit'
+    cv2.imwrite(str(tmp_path / 'leftImg8bit' / 'aachen' / f'{name}.png'), np.zeros((3, 19, 3), np.uint8))
+    written = predict(CityscapesIds(), str(tmp_path / 'leftImg8bit'), [], str(tmp_path / 'out'),
+                      generate_palette(19), output_format='cityscapes')
+    out = tmp_path / 'out' / 'cityscapes_results' / 'aachen' / f'{name}.png'
+    assert written == [(str(out),)]
+    ids = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+    assert ids.dtype == np.uint8 and ids.shape == (3, 19)  # one channel, the image's size
+    # cityscapesScripts' table: trainId 0..18 -> road 7, sidewalk 8, building 11, ..., bicycle 33
+    want = [7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33]
+    assert ids[0].tolist() == want and (ids == ids[0]).all()
+    assert cityscapes_label_ids(np.array([255, -1, 19])).tolist() == [0, 0, 0]  # unlabeled
+    assert not os.path.exists(tmp_path / 'out' / 'pseudo_color_prediction')
+
+
+def test_predict_cityscapes_format_needs_19_classes(tmp_path):
+    write_images(str(tmp_path / 'imgs'))
+    net = ThresholdNet()
+    net.num_classes = 2
+    with pytest.raises(ConfigError, match='19 Cityscapes train ids'):
+        predict(net, str(tmp_path / 'imgs'), [], str(tmp_path / 'out'), generate_palette(2), output_format='cityscapes')
 
 
 def test_val_rejects_weights_that_do_not_fit(trained, tmp_path):

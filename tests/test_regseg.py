@@ -18,7 +18,8 @@ import pytest
 import zoo  # noqa: F401  (registers everything)
 from zoo.builder import build_losses, build_model
 from zoo.datasets.base import Dataset
-from zoo.datasets.regseg_aug import ClassUniformDataset, RegSegRandAugment, auto_contrast, enhance, equalize
+from zoo.datasets.class_uniform import ClassUniformDataset
+from zoo.datasets.regseg_aug import RegSegRandAugment, auto_contrast, enhance, equalize
 from zoo.losses.bootstrapped_ce import BootstrappedCrossEntropyLoss
 from zoo.models.convert import convert
 from zoo.models.regseg import RegSeg

@@ -80,7 +80,7 @@ def test_interrupted_save_leaves_previous_checkpoint_loadable(tiny_root, tmp_pat
     with pytest.raises(KeyboardInterrupt):
         t.train()
     monkeypatch.setattr(paddle, 'save', real_save)
-    assert sorted(d for d in os.listdir(tmp_path) if not d.startswith('.')) == ['iter_3']
+    assert sorted(d for d in os.listdir(tmp_path) if not d.startswith('.') and os.path.isdir(tmp_path / d)) == ['iter_3']
     sd = _weights(str(tmp_path / 'iter_3'))
     assert len(sd) > 0
     # and training can resume from it
@@ -104,3 +104,28 @@ def test_visualdl_scalars_and_images(tiny_root, tmp_path):
     assert [r.id for r in reader.get_data('scalar', 'Evaluate/mIoU')] == [2, 4]
     assert tags.get('image'), tags
     assert os.path.isfile(tmp_path / 'best_model' / 'model.pdparams')
+
+
+def test_the_last_finite_checkpoint_is_read_from_disk(tiny_root, tmp_path):
+    """A checkpoint an unguarded run wrote with NaN weights is never named as the one to go back to."""
+    from zoo.engine.guard import last_finite_checkpoint
+    from zoo.utils.checkpoint import load_file
+    Trainer(Config(tiny_config(tiny_root, iters=4)), save_dir=str(tmp_path), save_interval=2).train()
+    ckpts = [str(tmp_path / 'iter_2'), str(tmp_path / 'iter_4')]
+    assert last_finite_checkpoint(ckpts) == ckpts[1]
+    sd = load_file(os.path.join(ckpts[1], 'model.pdparams'), return_numpy=True)
+    sd['cls.weight'][0, 0, 0, 0] = np.nan
+    paddle.save(sd, os.path.join(ckpts[1], 'model.pdparams'))
+    assert last_finite_checkpoint(ckpts) == ckpts[0]
+    open(os.path.join(ckpts[0], 'model.pdopt'), 'wb').close()  # unreadable counts as not finite
+    assert last_finite_checkpoint(ckpts) is None
+
+
+def test_save_checkpoint_never_writes_a_nonfinite_state(tiny_root, tmp_path):
+    t = Trainer(Config(tiny_config(tiny_root, iters=2)), save_dir=str(tmp_path))
+    t._build()
+    w = t.model.cls.weight
+    w.set_value(paddle.full(w.shape, float('inf'), w.dtype))
+    with pytest.raises(TrainingDiverged, match=r'model cls.weight.*nothing saved'):
+        t.save_checkpoint(1, -1.0)
+    assert os.listdir(tmp_path) == []

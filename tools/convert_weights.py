@@ -10,8 +10,10 @@
 The model named by the config decides the importer (each model file registers its own,
 ``zoo.models.convert``). The conversion is strict: every source tensor used, every model
 parameter filled, every shape equal, else one error line and exit 2. PyTorch files (``.pth``)
-are read with torch when installed (``pip install -e .[convert]``). The output is written
-atomically and loads with ``model.pretrained: OUT.pdparams`` or ``--model_path``.
+are read with torch when installed (``pip install -e .[convert]``, ``weights_only=True``), Paddle
+files with the project's allow-list unpickler; weights holding NaN/inf are refused. The output is
+written atomically (mode from the umask, like any new file) and loads with
+``model.pretrained: OUT.pdparams`` or ``--model_path``.
 """
 import argparse
 import os
@@ -57,10 +59,15 @@ def convert_file(source, config, input_path, output, ignore=(), opts=()):
     import paddle
 
     from zoo.models.convert import convert
-    from zoo.utils.checkpoint import atomic_save, read_state_dict
+    from zoo.utils.atomic import WriteError
+    from zoo.utils.checkpoint import atomic_save, read_state_dict, require_finite
 
+    if os.path.isdir(output):  # fail before the slow part
+        raise WriteError(f'--output {output} is a folder; give the file to write, e.g. '
+                         f'{os.path.join(output, "model.pdparams")}')
     model = build_target(config, opts)
     src = read_state_dict(input_path, f'{source} checkpoint')
+    require_finite(src, input_path)
     src = {k: (v.numpy() if hasattr(v, 'numpy') else np.asarray(v)) for k, v in src.items()}
     out = convert(model, source, src, ignore_source=tuple(ignore))
     atomic_save({k: paddle.to_tensor(v) for k, v in out.items()}, output)

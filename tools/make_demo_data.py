@@ -12,8 +12,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from zoo.datasets.demo import DEMO_CLASSES, generate_demo_dataset, majority_baseline  # noqa: E402
-from zoo.utils.errors import ZooError  # noqa: E402
+from zoo.datasets.meta import DEMO_CLASSES  # noqa: E402
+from zoo.datasets.prepare.demo import generate_demo_dataset, majority_baseline  # noqa: E402
+from zoo.utils.cli import main_wrapper  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -29,21 +30,16 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        info = generate_demo_dataset(args.root, num_train=args.num_train, num_val=args.num_val,
-                                     height=args.height, width=args.width, seed=args.seed)
-        base = majority_baseline(args.root)
-    except ZooError as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 2
+    info = generate_demo_dataset(args.root, num_train=args.num_train, num_val=args.num_val,
+                                 height=args.height, width=args.width, seed=args.seed)
+    base = majority_baseline(args.root)
     print(f'wrote {info["num_train"]} train + {info["num_val"]} val images of {info["width"]}x{info["height"]} '
           f'(seed {info["seed"]}) to {args.root} in {info["seconds"]:.1f} s')
     print(f'{"class":<12}{"train %":>9}{"val %":>9}')
     for name, ft, fv in zip(DEMO_CLASSES, base['train_freq'], base['val_freq']):
         print(f'{name:<12}{100 * ft:>9.2f}{100 * fv:>9.2f}')
     print(f'always predicting "{DEMO_CLASSES[base["most_frequent_class"]]}" gives val mIoU {base["miou"]:.4f}')
-    return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    main_wrapper(main)

@@ -1,12 +1,11 @@
 """Paddle Seg Zoo: semantic segmentation models for PaddlePaddle 3 (dygraph)."""
 __version__ = '0.1.0'
 
-import warnings  # noqa: E402
+from .utils import quiet as _quiet  # noqa: E402
 
-# paddle warns at import when ccache (a C++ build cache) is missing; it is irrelevant here.
-warnings.filterwarnings('ignore', message='No ccache found')
-# paddle's BatchNorm warns on every train-mode construction that it tracks running statistics.
-warnings.filterwarnings('ignore', message='When training, we now always track global mean and variance')
+# known third-party warnings are held back (each with its reason in zoo/utils/quiet.py) before
+# Paddle is imported; the tools' --verbose shows them
+_quiet.install()
 
 from . import datasets, losses, models  # noqa: F401,E402  (registers every component)
 from .builder import build_dataset, build_losses, build_model, validate_config  # noqa: F401,E402

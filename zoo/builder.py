@@ -8,6 +8,7 @@ import difflib
 import inspect
 
 from .utils.config import Config, type_name, value_matches
+from .utils.errors import ZooError
 from .utils.registry import DATASETS, LOSSES, MODELS, lookup_any
 
 _PLAIN_TYPES = (int, float, str, bool, list, tuple, dict)
@@ -149,7 +150,15 @@ def build_model(config, **overrides):
             node['num_classes'] = n
             provided = ('num_classes',)
     check_component(node, 'model', cfg, MODELS, provided=provided)
-    return _instantiate(node, MODELS)
+    try:
+        return _instantiate(node, MODELS)
+    except ZooError:
+        raise
+    except (ValueError, TypeError, AssertionError) as e:
+        # a layer refusing a config value (num_classes: 0, a negative width): one line naming the
+        # section; ZOO_DEBUG=1 still shows where it came from
+        first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+        raise cfg.error('model', f'{node["type"]} cannot be built from these values: {first}') from e
 
 
 # -- losses --------------------------------------------------------------------------

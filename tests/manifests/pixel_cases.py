@@ -49,7 +49,8 @@ REFERENCES = {
     'sssegmentation/lip': 'sssegmentation 1.7.0 DATASET_CFG_LIP_473x473 test data_pipelines',
     'paddleseg/cityscapes': 'PaddleSeg 2.8.0 configs/_base_/cityscapes.yml val transforms',
     'paddleseg/voc12aug': 'PaddleSeg 2.8.0 configs/_base_/pascal_voc12.yml val transforms',
-    'regseg/cityscapes': 'RegSeg (RolandGao/RegSeg) build_val_transform(1024, 1024) (configs/cityscapes_1000epochs.yaml)',
+    'regseg/cityscapes': 'RegSeg (RolandGao/RegSeg) build_val_transform(1024, 1024) '
+                         '(configs/cityscapes_1000epochs.yaml)',
     'regseg/camvid': 'RegSeg (RolandGao/RegSeg) build_val_transform(720, 720) (configs/camvid_200epochs.yaml)',
 }
 
@@ -59,6 +60,7 @@ CONFIG_REFERENCE = {
     'configs/deeplabv3/deeplabv3_resnet101-vd-os8_cityscapes_512x1024_80k.yml': 'paddleseg/cityscapes',
     'configs/deeplabv3/deeplabv3_resnet101-vd-os8_voc12aug_512x512_40k.yml': 'paddleseg/voc12aug',
     'configs/deeplabv3/deeplabv3_resnet50-vd-os8_cityscapes_512x1024_80k.yml': 'paddleseg/cityscapes',
+    'configs/deeplabv3/deeplabv3_resnet50-vd-os8_custom_512x512_10k.yml': 'mmseg/ade20k',  # custom.yml: mmseg ADE20K's
     'configs/deeplabv3/deeplabv3_resnet50-vd-os8_voc12aug_512x512_40k.yml': 'paddleseg/voc12aug',
     'configs/demo/fast_scnn_demo_96x192_1k.yml': None,  # our generated demo data: no reference
     'configs/dmnet/dmnet_r101-d8_ade20k_512x512_160k.yml': 'mmseg/ade20k',
@@ -73,7 +75,9 @@ CONFIG_REFERENCE = {
     'configs/dmnet/dmnet_r50-d8_cityscapes_512x1024_80k.yml': 'mmseg/cityscapes',
     'configs/dmnet/dmnet_r50-d8_cityscapes_769x769_40k.yml': 'mmseg/cityscapes_769x769',
     'configs/dmnet/dmnet_r50-d8_cityscapes_769x769_80k.yml': 'mmseg/cityscapes_769x769',
+    'configs/dmnet/dmnet_r50-d8_custom_512x512_10k.yml': 'mmseg/ade20k',  # custom.yml: mmseg ADE20K's
     'configs/fast_scnn/fast_scnn_cityscapes_512x1024_160k.yml': 'mmseg/cityscapes',
+    'configs/fast_scnn/fast_scnn_custom_512x512_10k.yml': 'mmseg/ade20k',  # custom.yml: mmseg ADE20K's
     'configs/mcibi/mcibi_hrnetv2-w48_ade20k_512x512_180e.yml': 'sssegmentation/ade20k',
     'configs/mcibi/mcibi_hrnetv2-w48_cityscapes_512x1024_500e.yml': 'sssegmentation/cityscapes',
     'configs/mcibi/mcibi_hrnetv2-w48_cocostuff10k_512x512_110e.yml': 'sssegmentation/cocostuff10k',
@@ -85,6 +89,7 @@ CONFIG_REFERENCE = {
     'configs/mcibi/mcibi_r50-d8_ade20k_512x512_130e.yml': 'sssegmentation/ade20k',
     'configs/mcibi/mcibi_r50-d8_cityscapes_512x1024_440e.yml': 'sssegmentation/cityscapes',
     'configs/mcibi/mcibi_r50-d8_cocostuff10k_512x512_110e.yml': 'sssegmentation/cocostuff10k',
+    'configs/mcibi/mcibi_r50-d8_custom_512x512_10k.yml': 'mmseg/ade20k',  # custom.yml: mmseg ADE20K's
     'configs/mcibi/mcibi_r50-d8_lip_473x473_150e.yml': 'sssegmentation/lip',
     'configs/mcibi/mcibi_s101-d8_ade20k_512x512_180e.yml': 'sssegmentation/ade20k',
     'configs/mcibi/mcibi_s101-d8_cityscapes_512x1024_500e.yml': 'sssegmentation/cityscapes',
@@ -93,7 +98,10 @@ CONFIG_REFERENCE = {
     'configs/mcibi/mcibi_vit-large_ade20k_512x512_130e.yml': 'sssegmentation/ade20k',
     'configs/mcibi/mcibi_vit-large_cocostuff10k_512x512_110e.yml': 'sssegmentation/cocostuff10k',
     'configs/regseg/regseg_exp48_camvid_720x960_200e.yml': 'regseg/camvid',
+    'configs/regseg/regseg_exp48_cityscapes-trainval_1024x1024_1000e.yml': 'regseg/cityscapes',
     'configs/regseg/regseg_exp48_cityscapes_768x768_1000e.yml': 'regseg/cityscapes',
+    'configs/regseg/regseg_exp48_custom_512x512_10k.yml': 'mmseg/ade20k',  # custom.yml: mmseg ADE20K's
+    'configs/regseg/regseg_exp53_cityscapes-trainval_1024x1024_1000e.yml': 'regseg/cityscapes',
 }
 
 # mmseg's test-time augmentation (tta_pipeline of the two configs), checked on one size each

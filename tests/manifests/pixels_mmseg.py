@@ -60,8 +60,9 @@ def val_inputs(cfg, tmp, key):
     pipeline = Compose(steps)
     pre = MODELS.build(cfg.model.data_preprocessor)
     mean, std = cfg.model.data_preprocessor['mean'], cfg.model.data_preprocessor['std']
-    out = {'pipeline': [t['type'] + ('' if t['type'] != 'Resize' else f"(scale={t['scale']}, keep_ratio={t['keep_ratio']})")
-                        for t in steps] + ['SegDataPreProcessor'], 'mean': mean, 'std': std}
+    names = [t['type'] + (f"(scale={t['scale']}, keep_ratio={t['keep_ratio']})" if t['type'] == 'Resize' else '')
+             for t in steps]
+    out = {'pipeline': names + ['SegDataPreProcessor'], 'mean': mean, 'std': std}
     out.update(pc.record_val(key, tmp, lambda png: preprocess(pre, pipeline({'img_path': png})), mean, std))
     return out
 

@@ -48,8 +48,8 @@ def main():
             val[key] = {'reference': pc.REFERENCES[key], 'transforms': spec, 'mean': MEAN, 'std': STD,
                         **pc.record_val(key, tmp, network_input, MEAN, STD)}
     pc.save_manifest(OUT, 'tests/manifests/pixels_paddleseg.py',
-                     {'paddleseg': paddleseg.__version__, 'paddlepaddle': paddle.__version__, 'opencv': cv2.__version__},
-                     val=val)
+                     {'paddleseg': paddleseg.__version__, 'paddlepaddle': paddle.__version__,
+                      'opencv': cv2.__version__}, val=val)
 
 
 if __name__ == '__main__':

@@ -69,7 +69,8 @@ def main():
                         'pipeline': [f'{t}({c})' for t, c in pipelines], 'mean': MEAN, 'std': STD,
                         **pc.record_val(key, tmp, network_input, MEAN, STD)}
     pc.save_manifest(OUT, 'tests/manifests/pixels_sssegmentation.py',
-                     {'sssegmentation': ssseg.__version__, 'torch': torch.__version__, 'opencv': cv2.__version__}, val=val)
+                     {'sssegmentation': ssseg.__version__, 'torch': torch.__version__, 'opencv': cv2.__version__},
+                     val=val)
 
 
 if __name__ == '__main__':

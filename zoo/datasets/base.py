@@ -22,6 +22,7 @@ import paddle
 
 from ..utils.errors import DataError
 from ..utils.registry import DATASETS, TRANSFORMS
+from .meta import resolve_meta
 
 cv2.setNumThreads(0)  # DataLoader workers are the parallelism; OpenCV threads fight them.
 _IMREAD_RGB = getattr(cv2, 'IMREAD_COLOR_RGB', None)  # OpenCV >= 4.10 decodes straight to RGB
@@ -95,16 +96,18 @@ class Dataset(paddle.io.Dataset):
         separator: field separator in the lists (default: whitespace).
         reduce_zero_label: map 0 -> ignore and v -> v - 1 (ADE20K convention).
         seed: base seed of the per-sample augmentation.
+        class_names / palette: ``num_classes`` names / ``[r, g, b]`` colours replacing the
+            dataset's defaults (``CLASSES`` / ``PALETTE``, see ``zoo/datasets/meta.py``); the
+            object exposes the result as ``class_names`` and ``palette``.
     """
 
     NUM_CLASSES = None
-    IGNORE_INDEX = 255
     CLASSES = None
     PALETTE = None
 
     def __init__(self, dataset_root, transforms, num_classes=None, mode='train', train_path=None,
                  val_path=None, separator=' ', ignore_index=255, reduce_zero_label=False, seed=0,
-                 edge=False):
+                 class_names=None, palette=None):
         self.dataset_root = dataset_root
         self.mode = mode
         self.num_classes = num_classes if num_classes is not None else self.NUM_CLASSES
@@ -114,6 +117,9 @@ class Dataset(paddle.io.Dataset):
         self.transforms = Compose(transforms)
         if self.num_classes is None:
             raise DataError(f'{type(self).__name__}: num_classes is required')
+        default_names, default_palette = self.default_meta(self.num_classes)
+        self.class_names, self.palette = resolve_meta(self.num_classes, class_names, palette, default_names,
+                                                      default_palette, where=type(self).__name__)
         if mode not in ('train', 'val', 'test', 'trainval'):
             raise DataError(f'{type(self).__name__}: mode must be train, val, test or trainval, got {mode!r}')
         if not os.path.isdir(dataset_root):
@@ -126,6 +132,11 @@ class Dataset(paddle.io.Dataset):
             for p, what in ((img_path, 'image'), (label_path, 'label')):
                 if p is not None and not os.path.isfile(p):
                     raise DataError(f'{what} file {p!r} listed for {type(self).__name__} ({mode}) does not exist')
+
+    @classmethod
+    def default_meta(cls, num_classes):
+        """``(CLASSES, PALETTE)`` this loader uses for ``num_classes`` classes."""
+        return cls.CLASSES, cls.PALETTE
 
     # -- file lists ------------------------------------------------------------------
     def load_file_list(self, train_path, val_path, separator):
@@ -158,12 +169,18 @@ class Dataset(paddle.io.Dataset):
             label = self.encode_label(label, label_path)
         return {'img': img, 'label': label, 'img_path': img_path, 'label_path': label_path}
 
-    def encode_label(self, label, label_path):
-        """Map stored values to train ids and check their range."""
+    def map_label(self, label):
+        """Stored values -> train ids, value by value, without a range check (``zoo.datasets.scan``
+        tabulates it over 0..255 to check labels from their histograms)."""
         if self.reduce_zero_label:
             label = label.astype(np.int32) - 1  # a signed copy: stored 0 becomes -1
             label[label == -1] = self.ignore_index
             label[label == self.ignore_index - 1] = self.ignore_index
+        return label
+
+    def encode_label(self, label, label_path):
+        """Map stored values to train ids and check their range."""
+        label = self.map_label(label)
         bad = (label != self.ignore_index) & ((label < 0) | (label >= self.num_classes))
         if bad.any():
             vals = np.unique(label[bad])[:5].tolist()

@@ -12,7 +12,8 @@ import os
 from ..utils.errors import DataError
 from ..utils.registry import DATASETS
 from .base import Dataset
-from .prepare.camvid import CAMVID_CLASSES, CAMVID_COLORS, LABEL_SUFFIX
+from .meta import CAMVID_CLASSES, CAMVID_PALETTE
+from .prepare.camvid import LABEL_SUFFIX
 
 EXPECTED_TREE = '<root>/{train,val,test}/<name>.png and <root>/{train,val,test}_trainIds/<name>.png'
 SPLITS = {'train': ('train',), 'val': ('val',), 'test': ('test',), 'trainval': ('train', 'val')}
@@ -24,16 +25,16 @@ class CamVid(Dataset):
 
     NUM_CLASSES = 11
     CLASSES = CAMVID_CLASSES
-    PALETTE = CAMVID_COLORS
+    PALETTE = CAMVID_PALETTE
 
     def __init__(self, dataset_root, transforms, mode='train', num_classes=11, ignore_index=255, seed=0,
-                 edge=False):
+                 class_names=None, palette=None):
         if mode not in SPLITS:
             raise DataError(f'CamVid: mode must be one of {", ".join(SPLITS)}, got {mode!r}')
         self.split = mode
         super().__init__(dataset_root, transforms, num_classes=num_classes,
                          mode='train' if mode in ('train', 'trainval') else 'val', ignore_index=ignore_index,
-                         seed=seed)
+                         seed=seed, class_names=class_names, palette=palette)
 
     def load_file_list(self, train_path, val_path, separator):
         items = []

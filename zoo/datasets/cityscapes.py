@@ -10,14 +10,8 @@ import os
 from ..utils.errors import DataError
 from ..utils.registry import DATASETS
 from .base import Dataset
+from .meta import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
 
-CITYSCAPES_CLASSES = ('road', 'sidewalk', 'building', 'wall', 'fence', 'pole', 'traffic light',
-                      'traffic sign', 'vegetation', 'terrain', 'sky', 'person', 'rider', 'car', 'truck',
-                      'bus', 'train', 'motorcycle', 'bicycle')
-CITYSCAPES_PALETTE = ((128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153),
-                      (153, 153, 153), (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152),
-                      (70, 130, 180), (220, 20, 60), (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100),
-                      (0, 80, 100), (0, 0, 230), (119, 11, 32))
 
 EXPECTED_TREE = ('expected <root>/leftImg8bit/<split>/<city>/*_leftImg8bit.png and '
                  '<root>/gtFine/<split>/<city>/*_gtFine_labelTrainIds.png')
@@ -32,9 +26,9 @@ class Cityscapes(Dataset):
     PALETTE = CITYSCAPES_PALETTE
 
     def __init__(self, dataset_root, transforms, mode='train', num_classes=19, ignore_index=255, seed=0,
-                 edge=False):
+                 class_names=None, palette=None):
         super().__init__(dataset_root, transforms, num_classes=num_classes, mode=mode,
-                         ignore_index=ignore_index, seed=seed)
+                         ignore_index=ignore_index, seed=seed, class_names=class_names, palette=palette)
 
     def load_file_list(self, train_path, val_path, separator):
         splits = ['train', 'val'] if self.mode == 'trainval' else [self.mode]

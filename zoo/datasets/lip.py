@@ -11,17 +11,10 @@ import os
 from ..utils.errors import DataError
 from ..utils.registry import DATASETS
 from .base import Dataset
+from .meta import LIP_CLASSES, LIP_PALETTE
 from .prepare.common import require_dir
 from .prepare.lip import EXPECTED_TREE, split_paths
 
-LIP_CLASSES = (
-    'Background', 'Hat', 'Hair', 'Glove', 'Sunglasses', 'UpperClothes', 'Dress', 'Coat', 'Socks',
-    'Pants', 'Jumpsuits', 'Scarf', 'Skirt', 'Face', 'Left-arm', 'Right-arm', 'Left-leg',
-    'Right-leg', 'Left-shoe', 'Right-shoe')
-LIP_PALETTE = (
-    (0, 0, 0), (128, 0, 0), (255, 0, 0), (0, 85, 0), (170, 0, 51), (255, 85, 0), (0, 0, 85),
-    (0, 119, 221), (85, 85, 0), (0, 85, 85), (85, 51, 0), (52, 86, 128), (0, 128, 0), (0, 0, 255),
-    (51, 170, 221), (0, 255, 255), (85, 255, 170), (170, 255, 85), (255, 255, 0), (255, 170, 0))
 
 
 @DATASETS.register()
@@ -35,9 +28,9 @@ class LIP(Dataset):
     FLIP_PAIRS = ((14, 15), (16, 17), (18, 19))
 
     def __init__(self, dataset_root, transforms, mode='train', num_classes=20, ignore_index=255, seed=0,
-                 edge=False):
+                 class_names=None, palette=None):
         super().__init__(dataset_root, transforms, num_classes=num_classes, mode=mode, ignore_index=ignore_index,
-                         seed=seed)
+                         seed=seed, class_names=class_names, palette=palette)
 
     def load_file_list(self, train_path, val_path, separator):
         if self.mode not in ('train', 'val'):

@@ -1,4 +1,4 @@
-"""RegSeg's training-data extras: the reduced RandAugment and class-uniform sampling.
+"""RegSeg's reduced RandAugment (its class-uniform sampling is ``zoo/datasets/class_uniform.py``).
 
 * ``RegSegRandAugment``: RandAugment (Cubuk et al. 2019) as RegSeg's ``augment.py`` applies it
   to segmentation (``aug_mode: randaug_reduced``): N ops drawn without replacement from
@@ -7,25 +7,14 @@
   label with nearest-neighbour sampling and fills uncovered pixels with the ignore index. The
   reference runs on PIL uint8 images; here the image is rounded to uint8, processed with
   numpy/OpenCV following PIL's formulas, and returned as float32.
-* ``ClassUniformDataset``: a dataset wrapper for class-uniform sampling (the reference's
-  ``class_uniform_pct``, from NVIDIA's semantic-segmentation code). With probability
-  ``class_uniform_pct`` a sample is replaced by one drawn class-first: a class uniformly among
-  the classes present in the training set, then an image containing it. The per-class image
-  index is computed once from the labels (and cached in ``index_file``). Simplification: the
-  reference also centres the crop on a centroid of the drawn class; here the crop stays random.
 """
-import json
-import os
 import random
 
 import cv2
 import numpy as np
-import paddle
 
-from ..utils.errors import ConfigError, DataError
-from ..utils.logger import logger
-from ..utils.registry import DATASETS, TRANSFORMS
-from .base import read_label
+from ..utils.errors import ConfigError
+from ..utils.registry import TRANSFORMS
 
 # (min, max, the sign is random) per op, reference OP_RANGES
 _RANGES = {
@@ -161,90 +150,3 @@ class RegSegRandAugment:
         sample['img'] = img.astype('float32')
         sample['label'] = label
         return sample
-
-
-# -- class-uniform sampling ----------------------------------------------------------
-
-def build_class_index(file_list, encode_label, num_classes, ignore_index=255):
-    """``{class_id: [image indices containing it]}`` from the label files of a file list."""
-    index = {c: [] for c in range(num_classes)}
-    for i, (_, label_path) in enumerate(file_list):
-        if label_path is None:
-            continue
-        lab = encode_label(read_label(label_path), label_path)
-        present = np.flatnonzero(np.bincount(lab[lab != ignore_index].reshape(-1), minlength=num_classes))
-        for c in present:
-            index[int(c)].append(i)
-    return index
-
-
-@DATASETS.register()
-class ClassUniformDataset(paddle.io.Dataset):
-    """Class-uniform sampling over another dataset (``class_uniform_pct`` of RegSeg).
-
-    Args:
-        dataset: the wrapped training dataset (a ``type:`` dict in YAML).
-        class_uniform_pct: probability that a sample is drawn class-first (RegSeg: 0.5).
-        index_file: JSON cache of the per-class image index (built from the labels if absent
-            or stale).
-    """
-
-    def __init__(self, dataset, class_uniform_pct=0.5, index_file=''):
-        if not 0.0 <= class_uniform_pct <= 1.0:
-            raise ConfigError(f'ClassUniformDataset.class_uniform_pct must be in [0, 1], got {class_uniform_pct}')
-        if not hasattr(dataset, 'file_list') or not hasattr(dataset, 'load_sample'):
-            raise ConfigError('ClassUniformDataset.dataset: expected a zoo Dataset (with a file list)')
-        self.dataset = dataset
-        self.class_uniform_pct = float(class_uniform_pct)
-        self.class_index = self._load_index(index_file)
-        self.classes_present = [c for c, idx in sorted(self.class_index.items()) if idx]
-        if not self.classes_present:
-            raise DataError('ClassUniformDataset: no labelled pixels in the wrapped dataset')
-
-    def _load_index(self, index_file):
-        ds = self.dataset
-        labels = [lp for _, lp in ds.file_list]
-        if index_file and os.path.isfile(index_file):
-            with open(index_file, encoding='utf-8') as f:
-                cached = json.load(f)
-            if cached.get('labels') == labels:
-                return {int(c): v for c, v in cached['classes'].items()}
-            logger.info(f'{index_file}: file list changed, rebuilding the class index')
-        logger.info(f'building the class index of {len(labels)} labels for class-uniform sampling')
-        index = build_class_index(ds.file_list, ds.encode_label, ds.num_classes, ds.ignore_index)
-        if index_file:
-            os.makedirs(os.path.dirname(os.path.abspath(index_file)), exist_ok=True)
-            tmp = index_file + '.tmp'
-            with open(tmp, 'w', encoding='utf-8') as f:
-                json.dump({'labels': labels, 'classes': index}, f)
-            os.replace(tmp, index_file)
-        return index
-
-    def __getattr__(self, name):  # num_classes, ignore_index, CLASSES, ... of the wrapped dataset
-        if name == 'dataset':
-            raise AttributeError(name)
-        return getattr(self.dataset, name)
-
-    def __len__(self):
-        return len(self.dataset)
-
-    def pick(self, index):
-        """The image index used for sample ``index`` (deterministic per seed, epoch, index)."""
-        n = len(self.dataset)
-        epoch, i = divmod(index, n)
-        rng = random.Random((self.dataset.seed * 1_000_003 + epoch * 7919 + i) * 2 + 1)
-        if rng.random() < self.class_uniform_pct:
-            cls = rng.choice(self.classes_present)
-            return rng.choice(self.class_index[cls])
-        return i
-
-    def __getitem__(self, index):
-        ds = self.dataset
-        ds._seed(index)  # the augmentation seed of this slot, as the wrapped dataset would use
-        sample = ds.transforms(ds.load_sample(self.pick(index)))
-        img = np.ascontiguousarray(sample['img'].transpose(2, 0, 1).astype('float32'))
-        label = sample['label']
-        if label is None:
-            label = np.full(img.shape[1:], ds.ignore_index, dtype='int64')
-        return img, np.ascontiguousarray(label.astype('int64'))
-

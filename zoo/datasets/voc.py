@@ -12,15 +12,11 @@ import os
 from ..utils.errors import DataError
 from ..utils.registry import DATASETS
 from .base import Dataset
+from .meta import VOC_CLASSES, VOC_PALETTE
 from .prepare.common import read_id_list, require_dir
-from .prepare.voc import VOC_TREE, voc_palette
 
-VOC_CLASSES = (
-    'background', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat', 'chair',
-    'cow', 'diningtable', 'dog', 'horse', 'motorbike', 'person', 'pottedplant', 'sheep', 'sofa',
-    'train', 'tvmonitor')
-VOC_PALETTE = tuple(tuple(int(c) for c in rgb) for rgb in voc_palette(21))
-
+VOC_TREE = ('<voc_root>/VOC2012/{JPEGImages/<id>.jpg, SegmentationClass/<id>.png, '
+            'ImageSets/Segmentation/{train,val}.txt} (VOCtrainval_11-May-2012.tar extracted; <voc_root> is VOCdevkit)')
 LISTS = {'train': 'train', 'val': 'val', 'trainval': 'trainval', 'trainaug': 'train_aug'}
 TRAIN_MODES = ('train', 'trainval', 'trainaug')
 
@@ -34,13 +30,14 @@ class PascalVOC(Dataset):
     PALETTE = VOC_PALETTE
 
     def __init__(self, dataset_root, transforms, mode='train', num_classes=21, ignore_index=255, seed=0,
-                 edge=False):
+                 class_names=None, palette=None):
         if mode not in LISTS:
             raise DataError(f'PascalVOC: mode must be one of {", ".join(LISTS)}, got {mode!r}')
         self.split = mode
         # the base class knows train (augmented label returned) and val (original label)
         super().__init__(dataset_root, transforms, num_classes=num_classes,
-                         mode='train' if mode in TRAIN_MODES else 'val', ignore_index=ignore_index, seed=seed)
+                         mode='train' if mode in TRAIN_MODES else 'val', ignore_index=ignore_index, seed=seed,
+                         class_names=class_names, palette=palette)
 
     def load_file_list(self, train_path, val_path, separator):
         voc = os.path.join(self.dataset_root, 'VOC2012')

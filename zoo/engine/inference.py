@@ -49,12 +49,9 @@ import paddle.nn.functional as F
 
 from ..datasets.base import to_chw
 from ..datasets.transforms import rescale_size, resize_image
+from ..utils.config import AUG_RESIZE, TEST_CONFIG_KEYS  # the config schema lives in one place
 from ..utils.errors import ConfigError
 from ..utils.logger import logger
-
-TEST_CONFIG_KEYS = ('is_slide', 'crop_size', 'stride', 'aug_eval', 'scales', 'flip_horizontal', 'flip_vertical',
-                    'window_softmax', 'aug_resize')
-AUG_RESIZE = ('image', 'tensor', 'tensor_factor')
 
 
 def _main_logits(model, x):

@@ -1,16 +1,33 @@
-"""Segmentation metrics from one confusion matrix (mmseg's definitions).
+"""Segmentation metrics from one confusion matrix (mmsegmentation's definitions).
 
 ``cm[t, p]`` counts pixels of true class ``t`` predicted as ``p``; pixels whose label is the
-ignore index (or outside ``[0, num_classes)``) are not counted. From it:
+ignore index (or outside ``[0, num_classes)``) are not counted. With ``inter = diag(cm)``,
+``label = cm.sum(1)`` and ``pred = cm.sum(0)``, per class:
 
-* ``IoU[c] = cm[c, c] / (sum_row[c] + sum_col[c] - cm[c, c])``, ``Acc[c] = cm[c, c] / sum_row[c]``;
-* a class absent from both labels and predictions has IoU NaN, a class absent from the labels
-  has Acc NaN; means skip NaNs (``np.nanmean``, as mmseg's ``IoUMetric``);
-* ``aAcc`` = correctly classified valid pixels / valid pixels.
+* ``IoU = inter / (label + pred - inter)``, ``Acc = Recall = inter / label``;
+* ``Dice = 2 inter / (label + pred)``, ``Precision = inter / pred``;
+* ``Fscore = (1 + b^2) inter / ((1 + b^2) inter + b^2 FN + FP)`` with ``FN = label - inter``,
+  ``FP = pred - inter``: the F-beta score ``(1 + b^2) P R / (b^2 P + R)`` written with counts
+  (``b = 1``: F1, equal to Dice).
+
+A ratio whose denominator is 0 is NaN (a class absent from both labels and predictions has
+IoU NaN; a class absent from the labels has Acc NaN). Means skip NaNs (``np.nanmean``, as
+mmseg's ``IoUMetric``). Every value equals mmseg's (``tests/manifests/metrics_mmseg.json``
+holds its own output) except one: mmseg computes the F-score from P and R, so a class with
+no correct pixel (P = R = 0) or no label pixel (R undefined) gets NaN there and drops out of
+its mean F-score, which then exceeds mean Dice; here it is 0 (or 0 / pred = 0), as sklearn's
+``f1_score`` gives, and mean F1 equals mean Dice. Over all valid pixels: ``aAcc`` = correct / valid,
+and Cohen's ``Kappa = (po - pe) / (1 - pe)`` with ``po = aAcc`` and
+``pe = sum(label * pred) / valid^2`` (PaddleSeg's ``metrics.kappa``).
 
 Values are fractions in [0, 1]; :func:`format_table` prints percentages with 2 decimals.
 """
 import numpy as np
+
+# per-class metric -> the name of its mean, in the order tables and metrics.json list them
+PER_CLASS = (('IoU', 'mIoU'), ('Acc', 'mAcc'), ('Dice', 'mDice'), ('Precision', 'mPrecision'),
+             ('Recall', 'mRecall'), ('Fscore', 'mFscore'))
+SUMMARY = ('aAcc', 'mIoU', 'mAcc', 'mDice', 'mPrecision', 'mRecall', 'mFscore', 'Kappa')
 
 
 def confusion_matrix(pred, label, num_classes, ignore_index=255):
@@ -35,24 +52,47 @@ def all_reduce_confusion(cm):
     return t.numpy()
 
 
-def metrics_from_confusion(cm):
-    """``{'IoU', 'Acc'}`` per class (NaN where undefined), ``mIoU``, ``mAcc``, ``aAcc``."""
+def _ratio(num, den):
+    with np.errstate(divide='ignore', invalid='ignore'):
+        return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+
+
+def metrics_from_confusion(cm, beta=1.0):
+    """Per-class arrays (``IoU Acc Dice Precision Recall Fscore``; NaN where undefined), their
+    NaN-skipping means (``mIoU`` ...), ``aAcc`` and ``Kappa``; all fractions."""
     cm = np.asarray(cm, dtype=np.float64)
     inter = np.diag(cm)
     area_label = cm.sum(axis=1)
     area_pred = cm.sum(axis=0)
-    union = area_label + area_pred - inter
-    with np.errstate(divide='ignore', invalid='ignore'):
-        iou = np.where(union > 0, inter / union, np.nan)
-        acc = np.where(area_label > 0, inter / area_label, np.nan)
-    total = area_label.sum()
-    return {
-        'IoU': iou,
-        'Acc': acc,
-        'mIoU': _nanmean(iou),
-        'mAcc': _nanmean(acc),
-        'aAcc': float(inter.sum() / total) if total > 0 else float('nan'),
+    precision = _ratio(inter, area_pred)
+    recall = _ratio(inter, area_label)
+    b2 = float(beta) ** 2
+    fscore = _ratio((1 + b2) * inter, (1 + b2) * inter + b2 * (area_label - inter) + (area_pred - inter))
+    out = {
+        'IoU': _ratio(inter, area_label + area_pred - inter),
+        'Acc': recall,
+        'Dice': _ratio(2 * inter, area_label + area_pred),
+        'Precision': precision,
+        'Recall': recall.copy(),
+        'Fscore': fscore,
     }
+    for per_class, mean in PER_CLASS:
+        out[mean] = _nanmean(out[per_class])
+    total = area_label.sum()
+    out['aAcc'] = float(inter.sum() / total) if total > 0 else float('nan')
+    out['Kappa'] = kappa(cm)
+    return out
+
+
+def kappa(cm):
+    """Cohen's kappa of the pixel labels and predictions counted in ``cm`` (NaN if undefined)."""
+    cm = np.asarray(cm, dtype=np.float64)
+    total = cm.sum()
+    if total <= 0:
+        return float('nan')
+    po = np.trace(cm) / total
+    pe = float(np.sum(cm.sum(axis=0) * cm.sum(axis=1))) / (total * total)
+    return float((po - pe) / (1 - pe)) if pe < 1 else float('nan')
 
 
 def _nanmean(x):
@@ -79,21 +119,25 @@ class ConfusionMatrix:
         return metrics_from_confusion(self.mat)
 
 
-def _pct(v):
+def pct(v):
+    """A fraction as the percentage every table prints: ``'81.36'`` (``'nan'`` if undefined)."""
     return 'nan' if v is None or not np.isfinite(v) else f'{100.0 * v:.2f}'
 
 
 def format_table(metrics, class_names=None):
-    """Per-class IoU/Acc table and a summary row (aAcc, mIoU, mAcc), in percent like mmseg."""
+    """Per-class table (IoU Acc Dice Precision Recall Fscore) and one summary row (aAcc, the means,
+    Kappa), every value in percent with two decimals, like mmseg's tables."""
     from prettytable import PrettyTable
-    iou, acc = metrics['IoU'], metrics['Acc']
-    names = list(class_names) if class_names is not None and len(class_names) == len(iou) else \
-        [str(i) for i in range(len(iou))]
+    n = len(metrics['IoU'])
+    names = list(class_names) if class_names is not None and len(class_names) == n else [str(i) for i in range(n)]
+    cols = [k for k, _ in PER_CLASS if k in metrics and k != 'Recall']  # Recall is Acc: one column
     per_class = PrettyTable()
-    per_class.field_names = ['Class', 'IoU', 'Acc']
-    for name, i, a in zip(names, iou, acc):
-        per_class.add_row([name, _pct(i), _pct(a)])
+    per_class.field_names = ['Class'] + cols
+    for i, name in enumerate(names):
+        per_class.add_row([name] + [pct(metrics[k][i]) for k in cols])
+    keys = [k for k in SUMMARY if k in metrics and k != 'mRecall']
     summary = PrettyTable()
-    summary.field_names = ['aAcc', 'mIoU', 'mAcc']
-    summary.add_row([_pct(metrics['aAcc']), _pct(metrics['mIoU']), _pct(metrics['mAcc'])])
-    return f'per class results:\n{per_class.get_string()}\nSummary:\n{summary.get_string()}'
+    summary.field_names = keys
+    summary.add_row([pct(metrics[k]) for k in keys])
+    return (f'per class results (Acc = Recall):\n{per_class.get_string()}\n'
+            f'Summary (%):\n{summary.get_string()}')

@@ -4,23 +4,41 @@
   PNG if PIL is missing);
 * ``<save_dir>/added_prediction/<name>.jpg``: the image blended with the colored prediction.
 
+With ``output_format='cityscapes'`` (``predict.py --format cityscapes``) it writes instead what
+the Cityscapes benchmark server takes: ``<save_dir>/cityscapes_results/<name>.png``, one channel,
+the *label ids* of cityscapesScripts' table (road 7, sidewalk 8, ..., bicycle 33) mapped from
+the 19 train ids the models predict, at the image's size. The server's evaluation matches a
+result to its image by the ``<city>_<seq>_<frame>`` prefix of the file name, which ``<name>``
+keeps (``aachen_000000_000019_leftImg8bit.png`` -> ``aachen_000000_000019_leftImg8bit.png``).
+
 ``<name>`` keeps the image's path relative to the folder given (sub-folders are kept), without
 its extension.
 """
 import os
-import sys
 
 import cv2
 import paddle
 
 from ..datasets.base import Compose, read_image, to_chw
+from ..datasets.prepare.cityscapes import LABELS as CITYSCAPES_LABELS
 from ..datasets.transforms import find_normalize
-from ..utils.errors import DataError
+from ..utils.errors import ConfigError, DataError
 from ..utils.logger import logger
 from .inference import inference
 from .visual import colorize, overlay, save_palette_png
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp')
+OUTPUT_FORMATS = ('paddleseg', 'cityscapes')
+
+
+def cityscapes_label_ids(train_ids):
+    """19 Cityscapes train ids -> the official label ids (anything else -> 0, ``unlabeled``)."""
+    lut = np.zeros(256, dtype=np.uint8)
+    for lab in CITYSCAPES_LABELS:
+        if 0 <= lab.train_id < 255:
+            lut[lab.train_id] = lab.id
+    ids = np.asarray(train_ids)
+    return np.where((ids >= 0) & (ids < 256), lut[np.clip(ids, 0, 255)], 0).astype(np.uint8)
 
 
 def list_images(image_path):
@@ -58,19 +76,36 @@ def predict_image(model, path, transforms, test_kwargs=None):
     return img, paddle.argmax(logits, axis=1).numpy()[0].astype('int64')
 
 
-def predict(model, image_path, transforms, save_dir, palette, test_kwargs=None, alpha=0.4):
+def predict(model, image_path, transforms, save_dir, palette, test_kwargs=None, alpha=0.4, output_format='paddleseg'):
     """Predict every image of ``image_path`` and write the two PaddleSeg outputs; returns the
-    list of ``(pseudo_color_png, added_jpg)`` written."""
+    list of ``(pseudo_color_png, added_jpg)`` written (``output_format='cityscapes'``: the
+    label-id PNGs, see the module docstring)."""
+    if output_format not in OUTPUT_FORMATS:
+        raise ConfigError(f'--format: expected one of {", ".join(OUTPUT_FORMATS)}, got {output_format!r}')
+    num_classes = getattr(model, 'num_classes', None)
+    if output_format == 'cityscapes' and num_classes not in (None, 19):
+        raise ConfigError(f'--format cityscapes: the model predicts {num_classes} classes; Cityscapes label ids '
+                          'need the 19 Cityscapes train ids')
     if not isinstance(transforms, Compose):
         transforms = Compose(transforms)
     paths, root = list_images(image_path)
     written = []
     model.eval()
-    from tqdm import tqdm
+    from .progress import Progress
+    bar = Progress(len(paths), 'predict')
     with paddle.no_grad():
-        for path in tqdm(paths, desc='predict', file=sys.stderr, leave=False):
+        for path in paths:
             img, pred = predict_image(model, path, transforms, test_kwargs)
+            bar.update()
             name = os.path.splitext(os.path.relpath(path, root) if root else os.path.basename(path))[0]
+            if output_format == 'cityscapes':
+                out = os.path.join(save_dir, 'cityscapes_results', name + '.png')
+                os.makedirs(os.path.dirname(out), exist_ok=True)
+                if pred.max(initial=0) > 18:
+                    raise DataError(f'{path}: predicted class {int(pred.max())} is not a Cityscapes train id (0..18)')
+                cv2.imwrite(out, cityscapes_label_ids(pred))
+                written.append((out,))
+                continue
             pseudo = os.path.join(save_dir, 'pseudo_color_prediction', name + '.png')
             added = os.path.join(save_dir, 'added_prediction', name + '.jpg')
             for p in (pseudo, added):
@@ -79,6 +114,7 @@ def predict(model, image_path, transforms, save_dir, palette, test_kwargs=None, 
             blended = overlay(img, colorize(pred, palette), alpha)
             cv2.imwrite(added, blended[:, :, ::-1])
             written.append((pseudo, added))
+    bar.close()
     logger.info(f'predicted {len(written)} image(s); results in {save_dir}')
     return written
 
@@ -89,11 +125,11 @@ def load_trained_model(cfg, model_path):
     The weights file is checked before the model is built, so a wrong path fails at once.
     """
     from ..builder import build_model
-    from ..utils.checkpoint import load_state_dict_checked, read_state_dict
+    from ..utils.checkpoint import is_url, load_state_dict_checked, read_state_dict
     from ..utils.errors import CheckpointError
     if model_path is None:
         raise CheckpointError('--model_path is required (the trained weights, e.g. output/best_model/model.pdparams)')
-    if not str(model_path).startswith(('http://', 'https://')) and not os.path.isfile(model_path):
+    if not is_url(model_path) and not os.path.isfile(model_path):
         raise CheckpointError(f'--model_path {model_path!r} does not exist (expected a model.pdparams file)')
     model = build_model(cfg)
     state_dict = read_state_dict(model_path)

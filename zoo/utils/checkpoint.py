@@ -1,98 +1,92 @@
-"""Reading and writing weights and checkpoints.
+"""The one door for weights and checkpoints: every load of a ``.pdparams`` / ``.pdopt`` /
+``.pdstates`` file (ours, PaddleSeg's, a download) goes through :func:`load_file`.
 
-Writes are atomic: a file is written next to its destination under a temporary name and
-moved into place with ``os.replace`` (atomic on POSIX), so an interrupted save never leaves a
-half-written file where a loader would find it.
+* :func:`load_file` never runs code from the file: it unpickles with an allow-list
+  (``safe_pickle.py``, the counterpart of ``torch.load(weights_only=True)``) and refuses
+  anything else with one line naming the file. PyTorch files go through torch's own
+  ``weights_only=True`` loader (``torch_io.py``).
+* :func:`read_state_dict` accepts a path or a URL (downloaded and verified by
+  ``download.py``: https only, length and sha256 checked before the file is cached).
+* :func:`require_finite` refuses weights holding NaN/inf (a diverged run's state): loading
+  into a model (:func:`load_state_dict_checked`) always checks.
+* Writes are atomic (``atomic.py``): a reader never finds a half-written file.
 """
-import hashlib
 import os
 import re
-import shutil
-import sys
-import tempfile
-import urllib.parse
-import urllib.request
 
 import numpy as np
-import paddle
 
+from .atomic import atomic_dir, atomic_replace_dir, atomic_save, atomic_write_text  # noqa: F401  (re-exported)
+from .download import CACHE_DIR, download, file_sha256, is_url, resolve_path  # noqa: F401  (re-exported)
 from .errors import CheckpointError
 from .logger import logger
-
-CACHE_DIR = os.path.expanduser(os.environ.get('ZOO_HOME', '~/.cache/paddle_seg_zoo'))
-
-
-def atomic_save(obj, path):
-    """``paddle.save`` into ``path`` atomically (temp file in the same folder + rename)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp', dir=folder)
-    os.close(fd)
-    try:
-        paddle.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+from .safe_pickle import UnsafeCheckpoint, to_paddle_result, unpickle
 
 
-def atomic_replace_dir(src_dir, dst_dir):
-    """Move a fully written folder into place, replacing ``dst_dir`` if it exists."""
-    old = None
-    if os.path.exists(dst_dir):
-        old = dst_dir.rstrip('/') + '.old'
-        if os.path.exists(old):
-            shutil.rmtree(old)
-        os.rename(dst_dir, old)
-    os.rename(src_dir, dst_dir)
-    if old:
-        shutil.rmtree(old, ignore_errors=True)
+def load_file(path, what='checkpoint', return_numpy=False):
+    """Read a Paddle checkpoint file safely (see the module docstring); one-line errors.
 
-
-def load_file(path, what='checkpoint'):
-    """``paddle.load`` with one-line errors for missing and corrupt files."""
+    Returns what ``paddle.load`` would (Tensors, or numpy arrays with ``return_numpy``).
+    """
+    path = str(path)
     if not os.path.isfile(path):
-        raise CheckpointError(f'{what} file {path!r} does not exist')
+        raise CheckpointError(f'{what} file {path!r} does not exist'
+                              + (' (it is a folder)' if os.path.isdir(path) else ''))
     try:
-        return paddle.load(path)
-    except Exception as e:  # paddle raises many kinds for a truncated/corrupt pickle
-        raise CheckpointError(f'{what} file {path!r} is corrupt or not a Paddle file ({type(e).__name__}: {e})') from None
+        empty = os.path.getsize(path) == 0
+        with open(path, 'rb') as f:
+            obj = unpickle(f)  # straight from the file: no second copy of a large checkpoint
+    except UnsafeCheckpoint as e:
+        raise CheckpointError(f'{what} file {path!r} refused: it {e}, which no Paddle checkpoint does '
+                              '(loading it could run code)') from None
+    except OSError as e:
+        raise CheckpointError(f'{what} file {path!r} cannot be read: {e.strerror or e}') from None
+    except Exception as e:  # noqa: BLE001  (a truncated/corrupt pickle raises many kinds)
+        kind = 'empty' if empty else 'corrupt or not a Paddle checkpoint'
+        raise CheckpointError(f'{what} file {path!r} is {kind} ({type(e).__name__}: {e})'.rstrip()) from None
+    return to_paddle_result(obj, return_numpy=return_numpy)
 
 
-def download(url, cache_dir=CACHE_DIR):
-    """Download ``url`` into the cache (once) with a progress bar; return the local path."""
-    name = os.path.basename(urllib.parse.urlparse(url).path) or 'weights'
-    digest = hashlib.sha1(url.encode()).hexdigest()[:8]
-    dst = os.path.join(cache_dir, f'{digest}_{name}')
-    if os.path.isfile(dst):
-        return dst
-    os.makedirs(cache_dir, exist_ok=True)
-    tmp = dst + '.part'
-    logger.info(f'downloading {url} -> {dst}')
-    try:
-        from tqdm import tqdm
-        with urllib.request.urlopen(url, timeout=60) as r, open(tmp, 'wb') as f:
-            total = int(r.headers.get('Content-Length') or 0)
-            with tqdm(total=total or None, unit='B', unit_scale=True, file=sys.stderr) as bar:
-                while True:
-                    chunk = r.read(1 << 20)
-                    if not chunk:
-                        break
-                    f.write(chunk)
-                    bar.update(len(chunk))
-        os.replace(tmp, dst)
-    except Exception as e:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise CheckpointError(f'cannot download {url}: {e}') from None
-    return dst
+def _float_values(obj, key=()):
+    """``(dotted key, array or tensor)`` for every floating-point tensor in a nested state."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _float_values(v, key + (str(k),))
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield from _float_values(v, key + (str(i),))
+    elif isinstance(obj, (np.ndarray, np.generic)):
+        if np.issubdtype(obj.dtype, np.inexact):
+            yield '.'.join(key), obj
+    elif hasattr(obj, 'is_floating_point') and obj.is_floating_point():  # a paddle.Tensor
+        yield '.'.join(key), obj
 
 
-def resolve_path(path_or_url):
-    if str(path_or_url).startswith(('http://', 'https://')):
-        return download(path_or_url)
-    return path_or_url
+def nonfinite_keys(state):
+    """The keys (dotted for nested dicts) of floating-point tensors holding NaN or inf."""
+    import paddle
+    bad = []
+    for key, v in _float_values(state):
+        if isinstance(v, (np.ndarray, np.generic)):
+            finite = bool(np.isfinite(v).all())
+        else:
+            finite = bool(paddle.isfinite(v).all())
+        if not finite:
+            bad.append(key)
+    return bad
+
+
+def count_tensors(state):
+    return sum(1 for _ in _float_values(state))
+
+
+def require_finite(state, source):
+    """Raise CheckpointError if any floating-point tensor of ``state`` holds NaN or inf."""
+    bad = nonfinite_keys(state)
+    if bad:
+        raise CheckpointError(f'{source}: {len(bad)} of {count_tensors(state)} tensors hold NaN/inf '
+                              f'(e.g. {", ".join(bad[:3])}); refusing non-finite weights '
+                              '(the run that wrote them diverged)')
 
 
 def weights_from_archive(path):
@@ -101,15 +95,11 @@ def weights_from_archive(path):
     import tarfile
     folder = re.sub(r'(\.tar\.gz|\.tgz|\.tar)$', '', str(path)) + '.extracted'
     if not os.path.isdir(folder):
-        tmp = folder + '.part'
-        shutil.rmtree(tmp, ignore_errors=True)
         try:
-            with tarfile.open(path) as tar:
-                tar.extractall(tmp, filter='data')
-        except (tarfile.TarError, OSError) as e:
-            shutil.rmtree(tmp, ignore_errors=True)
+            with atomic_dir(folder, 'extracted weights') as tmp, tarfile.open(path) as tar:
+                tar.extractall(tmp, filter='data')  # 'data': no absolute paths, links out or devices
+        except tarfile.TarError as e:
             raise CheckpointError(f'weights archive {path!r} cannot be extracted ({e})') from None
-        os.replace(tmp, folder)
     found = sorted(os.path.join(d, f) for d, _, files in os.walk(folder) for f in files
                    if f.endswith(('.pdparams', '.pth', '.pt')))
     if not found:
@@ -117,13 +107,14 @@ def weights_from_archive(path):
     return found[0]
 
 
-def read_state_dict(path_or_url, what='weights'):
-    """Read a state dict from a Paddle file (or, for ``.pth``/``.pt``, a PyTorch file).
+def read_state_dict(path_or_url, what='weights', sha256=None):
+    """Read a state dict from a Paddle file (or, for ``.pth``/``.pt``, a PyTorch file), a
+    ``.tar.gz`` holding one, or a URL of either (``sha256``: the expected hash, see download.py).
 
     PyTorch files are read with torch when it is installed (``pip install -e .[convert]``)
     and unwrapped from ``{'state_dict': ...}`` / ``{'model': ...}``; values become numpy.
     """
-    path = resolve_path(path_or_url)
+    path = resolve_path(path_or_url, sha256=sha256)
     if str(path).endswith(('.tar.gz', '.tgz', '.tar')):
         path = weights_from_archive(path)
     if str(path).endswith(('.pth', '.pt', '.bin')) or _is_zip(path):
@@ -150,14 +141,15 @@ def _shape(v):
     return tuple(v.shape) if hasattr(v, 'shape') else np.asarray(v).shape
 
 
-def load_state_dict_checked(layer, state_dict, source='weights', strict=True, prefix_hint=''):
+def load_state_dict_checked(layer, state_dict, source='weights', strict=True):
     """Load into ``layer``; report missing/unexpected/mismatched keys by name.
 
     With ``strict`` any problem raises CheckpointError; otherwise it is logged as a warning
     (the usual behavior for ImageNet-pretrained backbones, whose classifier is dropped).
-    Returns (missing, unexpected).
+    Weights holding NaN/inf are refused either way. Returns (missing, unexpected).
     """
     own = layer.state_dict()
+    require_finite({k: v for k, v in state_dict.items() if k in own}, source)
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]
     mismatched = [f'{k} {list(_shape(state_dict[k]))} vs {list(_shape(own[k]))}'
@@ -179,13 +171,14 @@ def load_state_dict_checked(layer, state_dict, source='weights', strict=True, pr
     return missing, unexpected
 
 
-def load_pretrained(layer, path_or_url, converter=None, strict=False):
+def load_pretrained(layer, path_or_url, converter=None, strict=False, sha256=None):
     """Load pretrained weights into ``layer`` (a model or a backbone).
 
     ``converter(state_dict) -> state_dict`` renames a foreign checkpoint (e.g. an mmseg
     PyTorch file) into this layer's names; it lives next to the model it serves.
+    ``sha256``: the expected hash of the file (checked for URLs and local files alike).
     """
-    sd = read_state_dict(path_or_url, 'pretrained weights')
+    sd = read_state_dict(path_or_url, 'pretrained weights', sha256=sha256)
     if converter is not None:
         sd = converter(sd)
     missing, unexpected = load_state_dict_checked(layer, sd, f'pretrained {path_or_url}', strict=strict)

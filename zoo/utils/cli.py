@@ -1,121 +1,83 @@
-"""What every command-line tool shares: one-line errors and the common flags.
+"""What every command-line tool shares: one-line errors, clean signals and the common flags.
 
-``main_wrapper(main)`` runs a tool's ``main()`` and turns user errors into ``error: <one line>`` on
-stderr with exit code 2 (130 for Ctrl-C) instead of a traceback.
+``main_wrapper(main)`` runs a tool's ``main()``:
 
-Paddle 3.2.2's DataLoader hides a dataset's exception from the main thread (measured):
-
-* ``num_workers > 0``: the worker's exception is re-raised in the loader's reader thread as
-  ``ExcType("DataLoader worker(i) caught ExcType with message:\\n<traceback>")``; that thread
-  dies, and the main thread gets ``SystemError: (Fatal) Blocking queue is killed because the
-  data reader raises an exception``.
-* ``num_workers == 0``: the exception kills the reader thread without closing the queue, and
-  the main thread waits forever.
-
-:func:`install_dataloader_hook` (called by ``main_wrapper``) installs a ``threading.excepthook``
-that remembers an exception raised in a DataLoader thread and kills that loader's queue (so
-the main thread fails instead of hanging); ``main_wrapper`` then reports the remembered error
-(its original one-line message) instead of the SystemError.
+* a user error (:class:`ZooError`, a missing file, a full disk, a permission problem) prints
+  ``error: <one line>`` on stderr and exits 2; ``ZOO_DEBUG=1`` prints the traceback too.
+  Anything else is a bug and keeps its traceback.
+* Ctrl-C prints ``error: interrupted`` and exits 130; SIGTERM (``kill``, a cluster scheduler,
+  ``paddle.distributed.launch`` stopping its workers) prints ``error: terminated`` and exits 143.
+  Both unwind normally, so DataLoader workers are ended and half-written files removed.
+  (Paddle installs a C++ handler that prints a crash report for SIGTERM; ``main_wrapper``
+  replaces it once paddle is imported.)
+* A dataset error raised inside a DataLoader thread is reported as itself
+  (``loader_guard.py``), not as Paddle's "Blocking queue is killed".
 """
 import argparse
-import re
+import errno
+import os
+import signal
 import sys
-import threading
-import weakref
+import traceback
 
 from .errors import ZooError
+from .loader_guard import (clear_recorded_errors, install_dataloader_hook, one_line_message,
+                           recorded_loader_error, shutdown_failed_loaders)
 
-_thread_errors = []
-_failed_loaders = []  # weak references to the DataLoader iterators whose thread raised
-_previous_hook = None
-_WORKER_PREFIX = re.compile(r'^DataLoader worker\(\d+\) caught (\w+) with message:')
-
-
-def _loader_iterator_of(tb):
-    """The paddle DataLoader iterator whose ``_thread_loop`` raised (walks the traceback)."""
-    while tb is not None:
-        frame = tb.tb_frame
-        if frame.f_code.co_name == '_thread_loop' and 'paddle' in frame.f_code.co_filename:
-            return frame.f_locals.get('self')
-        tb = tb.tb_next
-    return None
+# OS errors a user causes (a path, a full disk, permissions): one line, not a traceback
+USER_ERRNOS = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.EACCES, errno.EPERM,
+               errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENAMETOOLONG, errno.EFBIG}
 
 
-def _excepthook(args):
-    previous = _previous_hook or threading.__excepthook__
-    it = _loader_iterator_of(args.exc_traceback) if args.exc_type is not None else None
-    if it is None:
-        return previous(args)
-    _thread_errors.append(args.exc_value)
-    try:
-        _failed_loaders.append(weakref.ref(it))
-    except TypeError:
-        pass
-    try:  # wake the main thread (single-process loaders never do it themselves)
-        it._exit_thread_unexpectedly()
-    except Exception:  # noqa: BLE001  (best effort; the error is already recorded)
-        pass
-    if not isinstance(args.exc_value, ZooError):
-        previous(args)  # a bug, not a user error: keep the traceback
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived (a KeyboardInterrupt, so every cleanup path for Ctrl-C runs)."""
 
 
-def install_dataloader_hook():
-    global _previous_hook
-    if threading.excepthook is not _excepthook:
-        _previous_hook = threading.excepthook
-        threading.excepthook = _excepthook
+def _raise_terminated(signum, frame):
+    raise Terminated('terminated')
 
 
-def one_line_message(exc):
-    """The user-facing line of an exception, unwrapping Paddle's DataLoader worker wrapper."""
-    msg = str(exc)
-    m = _WORKER_PREFIX.match(msg)
-    if m:
-        # the original exception is the traceback's last line: "pkg.mod.ExcType: message"
-        for line in reversed(msg.strip().splitlines()):
-            name, sep, rest = line.partition(': ')
-            if sep and name.split('.')[-1] == m.group(1):
-                return rest.strip()
-    lines = [ln for ln in msg.strip().splitlines() if ln.strip()]
-    return lines[0].strip() if lines else type(exc).__name__
-
-
-def shutdown_failed_loaders():
-    """Stop the workers of loaders that failed (from the main thread; their own thread cannot
-    join itself). Left running, they make the interpreter hang at exit."""
-    while _failed_loaders:
-        it = _failed_loaders.pop()()
-        if it is None:
-            continue
-        try:
-            it._try_shutdown_all()
-        except Exception:  # noqa: BLE001  (best effort on the way out)
-            pass
-
-
-def recorded_loader_error():
-    """The last exception a DataLoader thread raised (None if none)."""
-    return _thread_errors[-1] if _thread_errors else None
+def install_signal_handlers():
+    """SIGTERM -> :class:`Terminated` in the main thread; returns the previous handler. Imports
+    paddle first: its import installs a C++ SIGTERM handler that would replace ours."""
+    import paddle  # noqa: F401
+    return signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 def _user_error(exc):
     """Return the one-line message if ``exc`` is a user error, else None."""
     if isinstance(exc, ZooError):
         return one_line_message(exc)
-    if isinstance(exc, FileNotFoundError):
+    if isinstance(exc, OSError) and exc.errno in USER_ERRNOS:
         if exc.filename is None:  # e.g. re-raised by a DataLoader worker with only a message
             return one_line_message(exc)
-        return f'{exc.strerror or "No such file or directory"}: {exc.filename}'
+        return f'{exc.strerror or os.strerror(exc.errno)}: {exc.filename}'
+    if isinstance(exc, FileNotFoundError):
+        return one_line_message(exc)
     return None
 
 
 def main_wrapper(fn):
-    """Run ``fn()``; exit 2 with ``error: <one line>`` for user errors, 130 on Ctrl-C."""
+    """Run ``fn()``; exit 2 with ``error: <one line>`` for user errors, 130 on Ctrl-C, 143 on SIGTERM."""
     install_dataloader_hook()
-    _thread_errors.clear()
+    clear_recorded_errors()
+    previous = install_signal_handlers()
+    debug = os.environ.get('ZOO_DEBUG', '') not in ('', '0')
+    try:
+        _run(fn, debug)
+    finally:
+        signal.signal(signal.SIGTERM, previous)  # matters when called in-process (tests, notebooks)
+
+
+def _run(fn, debug):
     try:
         fn()
+    except Terminated:
+        shutdown_failed_loaders()
+        print('error: terminated (SIGTERM)', file=sys.stderr)
+        sys.exit(143)
     except KeyboardInterrupt:
+        shutdown_failed_loaders()
         print('error: interrupted', file=sys.stderr)
         sys.exit(130)
     except Exception as e:  # noqa: BLE001
@@ -126,6 +88,8 @@ def main_wrapper(fn):
             msg = _user_error(loader_err)  # the loader's SystemError stands for the dataset's error
         if msg is None:
             raise
+        if debug:
+            traceback.print_exc()
         print(f'error: {msg}', file=sys.stderr)
         sys.exit(2)
 
@@ -154,6 +118,13 @@ def add_test_config_args(parser, aug_flag='--aug_eval'):
                         help='sliding window size (w h)')
     parser.add_argument('--stride', nargs=2, type=int, default=None, metavar=('W', 'H'),
                         help='sliding window stride (w h)')
+    return parser
+
+
+def add_verbose_arg(parser):
+    """``--verbose``: show the third-party warnings held back by default (zoo/utils/quiet.py)."""
+    parser.add_argument('--verbose', action='store_true',
+                        help="show third-party warnings and Paddle's start-up messages that are held back by default")
     return parser
 
 

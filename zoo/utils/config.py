@@ -37,6 +37,53 @@ TOP_LEVEL_KEYS = {
 _META_KEYS = ('_base_', '_inherited_')
 
 
+def _positive_int(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _non_negative_int(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _number_or_list(value):
+    return value_matches(value, float) or value_matches(value, list)
+
+
+def _input_shape(value):
+    return (isinstance(value, list) and len(value) == 4 and value[1] == 3
+            and all(_positive_int(v) or (v == -1 and not isinstance(v, bool)) for v in value))
+
+
+# test_config.aug_resize: how test-time augmentation makes each scale's input (engine/inference.py)
+AUG_RESIZE = ('image', 'tensor', 'tensor_factor')
+
+# The plain-data sections: key -> (expected type, or (check, what it expects)). Components (the
+# datasets, model, loss, optimizer, lr_scheduler) are checked against their constructors by the
+# builder. The meaning of test_config is engine/inference.parse_test_config's, of export
+# zoo/export.py's; every key they read is listed here, so a typo fails when the config loads.
+SECTION_SCHEMA = {
+    'train': {
+        'log_iters': (_positive_int, 'a positive integer'),
+        'save_interval': (_positive_int, 'a positive integer'),
+        'eval_interval': (_positive_int, 'a positive integer'),
+        'keep_checkpoint_max': (_positive_int, 'a positive integer'),
+        'eval_aug': bool,
+        'num_vis': (_non_negative_int, 'a non-negative integer'),
+    },
+    'test_config': {
+        'is_slide': bool, 'crop_size': list, 'stride': list, 'aug_eval': bool,
+        'scales': (_number_or_list, 'a number or a list of numbers'),
+        'flip_horizontal': bool, 'flip_vertical': bool, 'window_softmax': bool,
+        'aug_resize': (lambda v: v in AUG_RESIZE, ' or '.join(AUG_RESIZE)),
+    },
+    'export': {
+        'transforms': list,
+        'input_shape': (_input_shape, 'four integers N C H W with C = 3 (-1: dynamic)'),
+    },
+}
+TEST_CONFIG_KEYS = tuple(SECTION_SCHEMA['test_config'])
+
+
 def _read_yaml(path, named_by=None):
     if not os.path.isfile(path):
         who = f'{named_by}: _base_: ' if named_by else ''
@@ -236,6 +283,21 @@ class Config:
             v = self.dic.get(key)
             if v is not None and v <= 0:
                 raise self.error(key, f'must be positive, got {v}')
+        for section, schema in SECTION_SCHEMA.items():
+            self._check_section(section, schema)
+
+    def _check_section(self, section, schema):
+        for key, value in (self.dic.get(section) or {}).items():
+            where = f'{section}.{key}'
+            if key not in schema:
+                close = difflib.get_close_matches(str(key), list(schema), n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else f' (accepted: {", ".join(schema)})'
+                raise self.error(where, f'unknown key{hint}')
+            rule = schema[key]
+            ok, expected = (rule[0](value), rule[1]) if isinstance(rule, tuple) else \
+                (value_matches(value, rule), type_name(rule))
+            if value is not None and not ok:
+                raise self.error(where, f'expected {expected}, got {value!r}')
 
     def require(self, *keys):
         """Raise ConfigError unless each dotted key is present (and not null)."""
@@ -269,3 +331,36 @@ class Config:
 
     def __repr__(self):
         return f'Config({self.path!r})\n' + yaml.safe_dump(self.dic, sort_keys=False)
+
+
+def dump_with_origins(cfg):
+    """The resolved config as YAML, each key followed by ``# <file that set it>`` (``--opts``,
+    ``--iters`` ... for command-line overrides). ``yaml.safe_load`` of the text gives ``cfg.dic``."""
+    lines = [f'# resolved config of {cfg.path}; each key names the file (or flag) that set it']
+
+    def origin(key):
+        where = cfg.where(key)
+        return where[:-len(key) - 2] if where.endswith(f': {key}') else where
+
+    def scalar(v):
+        return yaml.safe_dump(v, default_flow_style=True, width=10 ** 6).strip().removesuffix('\n...').strip()
+
+    def emit(node, prefix, indent):
+        pad = '  ' * indent
+        for k, v in node.items():
+            key = f'{prefix}.{k}' if prefix else str(k)
+            name = yaml.safe_dump(k, default_flow_style=True).strip().removesuffix('\n...').strip()
+            if isinstance(v, dict) and v:
+                lines.append(f'{pad}{name}:  # {origin(key)}')
+                emit(v, key, indent + 1)
+            elif isinstance(v, list) and any(isinstance(x, (dict, list)) for x in v):
+                inner = sorted(f'{k2[len(key) + 1:]} from {o}' for k2, o in cfg.origins.items()
+                               if k2.startswith(key + '.') and o != cfg.origins.get(key))
+                lines.append(f'{pad}{name}:  # {origin(key)}' + (f' ({"; ".join(inner)})' if inner else ''))
+                block = yaml.safe_dump(v, default_flow_style=None, sort_keys=False, width=10 ** 6)
+                lines.extend(f'{pad}  {ln}' for ln in block.rstrip('\n').splitlines())
+            else:
+                lines.append(f'{pad}{name}: {scalar(v)}  # {origin(key)}')
+
+    emit(cfg.dic, '', 0)
+    return '\n'.join(lines) + '\n'

@@ -18,14 +18,10 @@ import cv2
 import numpy as np
 
 from ...utils.errors import DataError
+from ..meta import CAMVID_PALETTE
 from .common import link_or_copy, parallel_map, read_gray_label, require_dir, write_label_png
 
 SPLITS = ('train', 'val', 'test')
-CAMVID_CLASSES = ('Building', 'Tree', 'Sky', 'Car', 'SignSymbol', 'Road', 'Pedestrian', 'Fence',
-                  'Column_Pole', 'Sidewalk', 'Bicyclist')
-# RGB color of each class in the CamVid color labels (RegSeg datasets/camvid.py).
-CAMVID_COLORS = ((128, 0, 0), (128, 128, 0), (128, 128, 128), (64, 0, 128), (192, 128, 128), (128, 64, 128),
-                 (64, 64, 0), (64, 64, 128), (192, 192, 128), (0, 0, 192), (0, 128, 192))
 # SegNet id -> RegSeg id (SegNet order: Sky Building Pole Road Pavement Tree SignSymbol Fence Car
 # Pedestrian Bicyclist Unlabelled).
 SEGNET_TO_TRAIN_ID = (2, 0, 8, 5, 9, 1, 4, 7, 3, 6, 10, 255)
@@ -40,7 +36,7 @@ def color_to_train_ids(rgb):
     """HxWx3 RGB CamVid color label -> HxW uint8 train ids (unknown colors -> 255)."""
     rgb = np.asarray(rgb)
     out = np.full(rgb.shape[:2], 255, dtype=np.uint8)
-    for cls, color in enumerate(CAMVID_COLORS):
+    for cls, color in enumerate(CAMVID_PALETTE):
         out[np.all(rgb == np.array(color, dtype=rgb.dtype), axis=2)] = cls
     return out
 

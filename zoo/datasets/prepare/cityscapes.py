@@ -8,14 +8,13 @@ negative id (``license plate``) are not drawn. Polygons are filled with PIL's
 ``ImageDraw.polygon`` as the official script does, so the rasterization matches pixel for pixel.
 """
 import glob
-import json
 import os
 from collections import namedtuple
 
 import numpy as np
 
 from ...utils.errors import DataError
-from .common import parallel_map, require_dir, write_label_png
+from .common import parallel_map, read_json, require_dir, write_label_png
 
 CityscapesLabel = namedtuple('CityscapesLabel', ['name', 'id', 'train_id'])
 
@@ -103,11 +102,7 @@ def polygons_to_train_ids(annotation, json_path='<json>'):
 
 def convert_json(json_path):
     """Write ``<name>_gtFine_labelTrainIds.png`` next to ``<name>_gtFine_polygons.json``."""
-    try:
-        with open(json_path, 'r', encoding='utf-8') as f:
-            annotation = json.load(f)
-    except (OSError, ValueError) as e:
-        raise DataError(f'Cityscapes: cannot read {json_path!r}: {e}') from None
+    annotation = read_json(json_path, 'Cityscapes')
     out = json_path.replace('_gtFine_polygons.json', '_gtFine_labelTrainIds.png')
     write_label_png(out, polygons_to_train_ids(annotation, json_path))
     return out

@@ -14,25 +14,22 @@ import os
 import numpy as np
 
 from ...utils.errors import DataError
+from ..meta import COCOSTUFF_NUM_RAW_IDS, COCOSTUFF_UNUSED_IDS
 from .common import parallel_map, read_id_list, require_dir, write_label_png
 
 EXPECTED_TREE = ('<root>/images/<id>.jpg, <root>/annotations/<id>.mat (with the S label matrix) and '
                  '<root>/imageLists/{train,test}.txt (cocostuff-10k-v1.1.zip extracted into <root>)')
 LABEL_DIR = 'labels'
 
-# 1-based COCO thing ids that have no annotation in COCO-Stuff (street sign, hat, shoe, eye
-# glasses, plate, mirror, window, desk, door, blender, hair brush).
-UNUSED_IDS = (12, 26, 29, 30, 45, 66, 68, 69, 71, 83, 91)
-NUM_RAW_IDS = 182
 
 
 def raw_to_train_id_lut(num_classes, ignore_index=255):
     """A 256-entry lookup table from stored ``S`` values to train ids (171 or 182 classes)."""
     lut = np.full(256, ignore_index, dtype=np.int64)
     if num_classes == 182:
-        lut[1:NUM_RAW_IDS + 1] = np.arange(NUM_RAW_IDS)
+        lut[1:COCOSTUFF_NUM_RAW_IDS + 1] = np.arange(COCOSTUFF_NUM_RAW_IDS)
     elif num_classes == 171:
-        used = [i for i in range(1, NUM_RAW_IDS + 1) if i not in UNUSED_IDS]
+        used = [i for i in range(1, COCOSTUFF_NUM_RAW_IDS + 1) if i not in COCOSTUFF_UNUSED_IDS]
         lut[used] = np.arange(len(used))
     else:
         raise DataError(f'COCOStuff10k: num_classes must be 171 (mmseg mapping) or 182 (sssegmentation), '
@@ -52,8 +49,8 @@ def read_mat_label(mat_path):
     s = np.asarray(data['S'])
     if s.ndim != 2:
         raise DataError(f'COCOStuff10k: "S" in {mat_path!r} is not a 2-D label matrix')
-    if s.size and (s.min() < 0 or s.max() > NUM_RAW_IDS):
-        raise DataError(f'COCOStuff10k: {mat_path!r} has label values outside 0..{NUM_RAW_IDS}')
+    if s.size and (s.min() < 0 or s.max() > COCOSTUFF_NUM_RAW_IDS):
+        raise DataError(f'COCOStuff10k: {mat_path!r} has label values outside 0..{COCOSTUFF_NUM_RAW_IDS}')
     return s.astype(np.uint8)
 
 

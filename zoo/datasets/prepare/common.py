@@ -1,5 +1,6 @@
 """Helpers shared by the preparation functions and the loaders: layout checks, label I/O,
 a process pool, and the CLI wrapper of ``tools/data/*.py``."""
+import json
 import os
 import shutil
 import sys
@@ -32,6 +33,15 @@ def read_id_list(path, dataset, tree):
     if not ids:
         raise DataError(f'{dataset}: id list {path!r} is empty')
     return ids
+
+
+def read_json(path, what):
+    """A JSON file's content; DataError naming ``what`` and the file if it cannot be read or parsed."""
+    try:
+        with open(path, 'r', encoding='utf-8') as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise DataError(f'{what}: cannot read {path!r} as JSON ({e})') from None
 
 
 def write_ids(path, ids):

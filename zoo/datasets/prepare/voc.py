@@ -16,28 +16,14 @@ import os
 import numpy as np
 
 from ...utils.errors import DataError
+from ..meta import voc_palette
+from ..voc import VOC_TREE
 from .common import parallel_map, read_id_list, require_dir, write_ids, write_label_png
 
-VOC_TREE = ('<voc_root>/VOC2012/{JPEGImages/<id>.jpg, SegmentationClass/<id>.png, '
-            'ImageSets/Segmentation/{train,val}.txt} (VOCtrainval_11-May-2012.tar extracted; <voc_root> is VOCdevkit)')
 SBD_TREE = ('<sbd_root>/dataset/{cls/<id>.mat, train.txt, val.txt} (benchmark.tgz extracted; '
             '<sbd_root> is benchmark_RELEASE)')
 NUM_CLASSES = 21
 TRAIN_AUG_LEN = 10582
-
-
-def voc_palette(n=256):
-    """The VOC color map (bit-interleaved), index -> (r, g, b)."""
-    pal = np.zeros((n, 3), dtype=np.uint8)
-    for i in range(n):
-        c, r, g, b = i, 0, 0, 0
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        pal[i] = (r, g, b)
-    return pal
 
 
 def read_voc_png(path):
