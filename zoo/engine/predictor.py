@@ -17,6 +17,7 @@ its extension.
 import os
 
 import cv2
+import numpy as np
 import paddle
 
 from ..datasets.base import Compose, read_image, to_chw
