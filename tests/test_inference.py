@@ -259,3 +259,82 @@ def test_horizontal_flip_swaps_left_right_class_channels():
     for c, v in expected.items():
         swapped = {1: 20, 2: 10}.get(c, v)
         np.testing.assert_allclose(out[0, c, 0], (v + ramp + swapped + ramp[::-1]) / 2)
+
+
+# -- how a scale's input is made (aug_resize) and padded inputs ------------------------------
+
+class Recorder(nn.Layer):
+    """Records each pass's input; logits = the input's first two channels (so merged results
+    can be checked too)."""
+
+    def __init__(self):
+        super().__init__()
+        self.inputs = []
+
+    def forward(self, x):
+        self.inputs.append(x.numpy()[0])
+        return [x[:, :2]]
+
+
+def test_aug_resize_image_rescales_the_loaded_uint8_image():
+    """mmseg: each scale resizes the uint8 image (mmcv's sizes, OpenCV, rounded) and normalizes
+    it; the val pipeline's own input is not used (mmseg's TTA pipeline skips its Resize)."""
+    import cv2
+    from zoo.datasets.transforms import Normalize
+    image = np.random.default_rng(0).integers(0, 256, (21, 22, 3)).astype(np.uint8)
+    norm = Normalize(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375])
+    model = Recorder()
+    dummy = paddle.zeros([1, 3, 5, 5])  # only its batch size is used
+    with paddle.no_grad():
+        inference(model, dummy, ori_shape=(21, 22), scales=(0.5, 1.25), flip_horizontal=True, aug_resize='image',
+                  image=image, normalize=norm)
+    # mmcv at 1.25: the target (int(22 * 1.25 + .5), int(21 * 1.25 + .5)) = (28, 26), then imrescale's
+    # fit into it: f = min(28 / 22, 26 / 21) = 1.238, so 27 wide, not 28
+    sizes = [(11, 11), (26, 27)]
+    assert [x.shape[1:] for x in model.inputs] == [sizes[0]] * 2 + [sizes[1]] * 2
+    for k, (h, w) in enumerate(sizes):
+        want = norm.normalize(cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)).transpose(2, 0, 1)
+        np.testing.assert_array_equal(model.inputs[2 * k], want)
+        np.testing.assert_array_equal(model.inputs[2 * k + 1], want[:, :, ::-1])  # the flipped pass
+    with pytest.raises(ValueError, match='needs the loaded image'):
+        inference(model, dummy, scales=(0.5,), aug_resize='image')
+
+
+def test_aug_resize_tensor_factor_is_interpolate_by_scale_factor():
+    """sssegmentation: interpolate(x, scale_factor=s): floor sizes, 1/s steps; PaddleSeg
+    ('tensor'): int(side * s + 0.5) and the size ratio."""
+    import paddle.nn.functional as F
+    img = make_image(7, 11, seed=4)
+    x = paddle.to_tensor(img[None])
+    for mode, size in (('tensor_factor', (8, 13)), ('tensor', (9, 14))):
+        model = Recorder()
+        with paddle.no_grad():
+            inference(model, x, scales=(1.25,), flip_horizontal=True, aug_resize=mode)
+        assert model.inputs[0].shape[1:] == size
+        if mode == 'tensor_factor':
+            want = F.interpolate(x, scale_factor=1.25, mode='bilinear', align_corners=False).numpy()[0]
+        else:
+            want = np_resize(img, size)
+        np.testing.assert_allclose(model.inputs[0], want, atol=1e-5)
+    kw = parse_test_config({'aug_eval': True, 'scales': [0.5], 'aug_resize': 'tensor_factor'})
+    assert kw['aug_resize'] == 'tensor_factor'
+    assert 'aug_resize' not in parse_test_config({'aug_resize': 'image'})  # single scale: the val input
+    with pytest.raises(ConfigError, match="test_config.aug_resize: expected one of image, tensor, tensor_factor"):
+        parse_test_config({'aug_resize': 'pixels'})
+
+
+def test_valid_shape_crops_the_padding_before_resizing_to_the_original():
+    """PaddleSeg's val Padding: logits of a bottom/right-padded input are cropped back to the
+    image (its reverse_transform), not squeezed onto it."""
+    img = make_image(8, 10, seed=5)
+    img[:, 5:] = 0  # rows 5..7 are padding
+    img[:, :, 7:] = 0
+    x = paddle.to_tensor(img[None])
+    model = Recorder()
+    with paddle.no_grad():
+        out = inference(model, x, ori_shape=(5, 7), valid_shape=(5, 7)).numpy()[0]
+    np.testing.assert_allclose(out, img[:2, :5, :7])
+    with paddle.no_grad():  # with TTA: passes back at the input size, cropped, then resized
+        out = inference(model, x, ori_shape=(5, 7), valid_shape=(5, 7), scales=(1.0, 0.5), merge='logits').numpy()[0]
+    half = np_resize(np_resize(img[:2], (4, 5)), (8, 10))[:, :5, :7]
+    np.testing.assert_allclose(out, (img[:2, :5, :7] + half) / 2, atol=1e-5)

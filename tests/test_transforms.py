@@ -1,6 +1,11 @@
-"""Transforms change image and label together, with the reference's sizes and values."""
+"""Transforms change image and label together, with the reference's sizes and values; images
+stay uint8 until Normalize (PaddleSeg's transforms: float32, as PaddleSeg).
+
+Pixel-exact agreement with mmseg / sssegmentation / PaddleSeg / RegSeg on whole pipelines is
+held by tests/test_pixel_parity.py against stored reference results."""
 import random
 
+import cv2
 import numpy as np
 import pytest
 
@@ -10,9 +15,9 @@ from zoo.utils.errors import ConfigError
 
 
 def make_sample(h, w, label=None):
-    """An image whose every pixel encodes its own (y, x) so alignment can be checked."""
+    """A uint8 image whose every pixel encodes its own (y, x) so alignment can be checked."""
     yy, xx = np.mgrid[0:h, 0:w]
-    img = np.stack([yy % 256, xx % 256, (yy * w + xx) % 251], -1).astype(np.float32)
+    img = np.stack([yy % 256, xx % 256, (yy * w + xx) % 251], -1).astype(np.uint8)
     if label is None:
         label = ((yy * w + xx) % 7).astype(np.int64)
     return {'img': img, 'label': label, 'img_path': 'x.png', 'label_path': 'x_label.png'}
@@ -167,21 +172,65 @@ def test_resize_by_short_and_random_short_side():
 
 # -- photometric and normalize -----------------------------------------------------
 
-@pytest.mark.parametrize('t', [T.PhotoMetricDistortion(), T.RandomDistort(brightness_prob=1, contrast_prob=1,
-                                                                          saturation_prob=1, hue_prob=1)])
-def test_photometric_changes_image_not_label(t):
+@pytest.mark.parametrize('t,dtype', [(T.PhotoMetricDistortion(), np.uint8),
+                                     (T.RandomDistort(brightness_prob=1, contrast_prob=1, saturation_prob=1,
+                                                      hue_prob=1), np.float32)])
+def test_photometric_changes_image_not_label(t, dtype):
     rng = np.random.default_rng(0)
-    img = rng.integers(0, 256, (16, 16, 3)).astype(np.float32)
-    label = rng.integers(0, 5, (16, 16)).astype(np.int64)
+    img = rng.integers(0, 256, (16, 16, 3)).astype(np.uint8)
+    label = rng.integers(0, 5, (16, 16)).astype(np.uint8)
     changed = False
     for s in range(6):
         seed(s)
         out = t({'img': img.copy(), 'label': label.copy()})
         assert np.array_equal(out['label'], label)
-        assert out['img'].dtype == np.float32 and out['img'].shape == img.shape
+        assert out['img'].dtype == dtype and out['img'].shape == img.shape  # mmseg: uint8, PaddleSeg: float32
         assert out['img'].min() >= 0 and out['img'].max() <= 255
         changed |= not np.array_equal(out['img'], img)
     assert changed
+
+
+def mmseg_photometric(img_rgb, brightness_delta=32, contrast=(0.5, 1.5), saturation=(0.5, 1.5), hue_delta=18):
+    """mmseg 1.2.2's PhotoMetricDistortion written out pixel by pixel (whole-image float32
+    arithmetic, the same random draws in the same order), on BGR as mmseg holds images."""
+    def convert(img, alpha=1, beta=0):
+        return np.clip(img.astype(np.float32) * alpha + beta, 0, 255).astype(np.uint8)
+
+    def contrast_step(img):
+        if np.random.randint(2):
+            img = convert(img, alpha=np.random.uniform(*contrast))
+        return img
+
+    img = img_rgb[:, :, ::-1].copy()
+    if np.random.randint(2):
+        img = convert(img, beta=np.random.uniform(-brightness_delta, brightness_delta))
+    mode = np.random.randint(2)
+    if mode == 1:
+        img = contrast_step(img)
+    if np.random.randint(2):
+        hsv = cv2.cvtColor(img, cv2.COLOR_BGR2HSV)
+        hsv[:, :, 1] = convert(hsv[:, :, 1], alpha=np.random.uniform(*saturation))
+        img = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)
+    if np.random.randint(2):
+        hsv = cv2.cvtColor(img, cv2.COLOR_BGR2HSV)
+        hsv[:, :, 0] = (hsv[:, :, 0].astype(int) + np.random.randint(-hue_delta, hue_delta)) % 180
+        img = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)
+    if mode == 0:
+        img = contrast_step(img)
+    return img[:, :, ::-1]
+
+
+def test_photometric_lookup_tables_give_mmseg_bytes():
+    """Our table-driven steps produce exactly the bytes of mmseg's whole-image arithmetic, for
+    every combination of steps the seeds draw."""
+    img = np.random.default_rng(2).integers(0, 256, (24, 40, 3)).astype(np.uint8)
+    img[0, :6] = [[0, 0, 0], [255, 255, 255], [255, 0, 0], [0, 255, 0], [0, 0, 255], [128, 128, 128]]
+    t = T.PhotoMetricDistortion()
+    for s in range(40):
+        seed(s)
+        ours = t({'img': img.copy(), 'label': None})['img']
+        seed(s)
+        np.testing.assert_array_equal(ours, mmseg_photometric(img), err_msg=f'seed {s}')
 
 
 def test_photometric_identity_settings_round_to_uint8():
@@ -190,8 +239,10 @@ def test_photometric_identity_settings_round_to_uint8():
     for s in range(4):
         seed(s)
         out = t({'img': img.copy(), 'label': None})
-        # HSV round trips of uint8 may move a value by a little; never more
-        assert np.abs(out['img'] - np.rint(img)).max() <= 3
+        # a float image is rounded to uint8 first; HSV round trips of uint8 may move a value by a
+        # little, never more
+        assert out['img'].dtype == np.uint8
+        assert np.abs(out['img'].astype(np.float32) - np.rint(img)).max() <= 3
 
 
 def test_photometric_brightness_only_shifts_all_channels_equally():
@@ -200,7 +251,7 @@ def test_photometric_brightness_only_shifts_all_channels_equally():
     shifts = set()
     for s in range(10):
         seed(s)
-        out = t({'img': img.copy(), 'label': None})['img']
+        out = t({'img': img.copy(), 'label': None})['img'].astype(np.float32)
         assert len(np.unique(out)) == 1
         shifts.add(float(out[0, 0, 0]) - 100)
     assert all(-32 <= d <= 32 for d in shifts) and len(shifts) > 2
@@ -214,6 +265,81 @@ def test_normalize_values():
                                                                                      'label': None})
     assert np.allclose(out['img'], [[[(127.5 - 123.675) / 58.395, -116.28 / 57.12, (255 - 103.53) / 57.375]]])
     assert out['img'].dtype == np.float32
+
+
+def test_normalize_uint8_tables_are_the_float32_arithmetic_in_chw_memory():
+    t = T.Normalize(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375])
+    img = np.random.default_rng(3).integers(0, 256, (37, 53, 3)).astype(np.uint8)
+    img.reshape(-1, 3)[:256] = np.arange(256)[:, None]  # every value in every channel
+    out = t({'img': img.copy(), 'label': None})['img']
+    want = (img.astype(np.float32) - np.float32(t.mean)) / np.float32(t.std)
+    assert out.dtype == np.float32 and out.shape == img.shape
+    np.testing.assert_array_equal(out, want)  # bit for bit: mmseg's preprocessor computes this in float32
+    assert out.transpose(2, 0, 1).flags['C_CONTIGUOUS']  # the CHW input needs no copy
+
+
+def test_geometric_transforms_keep_uint8_until_normalize():
+    """The mmseg recipe (Cityscapes train): uint8 image and label through every geometric and
+    photometric step, float32 from Normalize on; the label keeps its uint8 until __getitem__."""
+    s = make_sample(40, 60, label=(np.arange(2400).reshape(40, 60) % 7).astype(np.uint8))
+    seed(0)
+    steps = [T.RandomRescale(scale=[60, 40], ratio_range=[0.5, 2.0]), T.RandomCrop(crop_size=[20, 30],
+             cat_max_ratio=0.75), T.RandomHorizontalFlip(prob=1.0), T.PhotoMetricDistortion()]
+    for t in steps:
+        s = t(s)
+        assert s['img'].dtype == np.uint8 and s['label'].dtype == np.uint8, type(t).__name__
+    s = T.Pad(size=[24, 32])(T.Normalize()(s))
+    assert s['img'].dtype == np.float32 and s['label'].dtype == np.uint8 and s['img'].shape == (24, 32, 3)
+
+
+def test_uint8_resize_rounds_where_float_resize_does_not():
+    """A uint8 image is resized in uint8 (OpenCV's fixed-point bilinear, results rounded): what
+    mmcv does; it differs from resizing a float32 copy, by at most one grey level."""
+    img = np.random.default_rng(4).integers(0, 256, (30, 41, 3)).astype(np.uint8)
+    out = T.Resize(target_size=[2048, 512], keep_ratio=True)({'img': img, 'label': None})['img']
+    assert out.dtype == np.uint8 and out.shape == (512, 700, 3)
+    np.testing.assert_array_equal(out, cv2.resize(img, (700, 512), interpolation=cv2.INTER_LINEAR))
+    as_float = cv2.resize(img.astype(np.float32), (700, 512), interpolation=cv2.INTER_LINEAR)
+    diff = np.abs(out.astype(np.float32) - as_float)
+    assert diff.max() <= 1.0 and (diff > 0.25).mean() > 0.1
+
+
+def test_paddleseg_transforms_compute_in_float32():
+    img = make_sample(20, 40)['img']
+    seed(0)
+    out = T.ResizeStepScaling(1.5, 1.5, 0)({'img': img.copy(), 'label': None})['img']
+    assert out.dtype == np.float32  # PaddleSeg reads float32 and resizes without rounding
+    np.testing.assert_array_equal(out, cv2.resize(img.astype(np.float32), (60, 30), interpolation=cv2.INTER_LINEAR))
+    out = T.RandomPaddingCrop(crop_size=[48, 24], im_padding_value=127.5)({'img': img.copy(), 'label': None})['img']
+    assert out.dtype == np.float32 and (out[20:] == 127.5).all()
+
+
+def test_pil_backend_for_regseg_short_side_resizes():
+    from PIL import Image
+    s = make_sample(30, 45, label=(np.arange(1350).reshape(30, 45) % 11).astype(np.uint8))
+    out = T.ResizeShortSide(short_size=20)(dict(s, img=s['img'].copy(), label=s['label'].copy()))
+    assert out['img'].shape == (20, 30, 3) and out['img'].dtype == np.uint8  # torchvision: int(20 * 45 / 30)
+    np.testing.assert_array_equal(out['img'], np.asarray(Image.fromarray(s['img']).resize((30, 20), Image.BILINEAR)))
+    np.testing.assert_array_equal(out['label'], np.asarray(Image.fromarray(s['label']).resize((30, 20), Image.NEAREST)))
+    portrait = T.ResizeShortSide(short_size=20)({'img': np.zeros((45, 31, 3), np.uint8), 'label': None})
+    assert portrait['img'].shape == (29, 20, 3)  # int(20 * 45 / 31) = 29
+    cv = T.ResizeShortSide(short_size=20, backend='cv2')({'img': s['img'].copy(), 'label': None})['img']
+    np.testing.assert_array_equal(cv, cv2.resize(s['img'], (30, 20), interpolation=cv2.INTER_LINEAR))
+
+
+def test_class_counts_match_unique():
+    lab = np.random.default_rng(5).integers(0, 6, (33, 47)).astype(np.uint8)
+    lab[:4] = 255
+    for label in (lab, lab.astype(np.int64)):
+        v, c = np.unique(label, return_counts=True)
+        np.testing.assert_array_equal(np.sort(T.class_counts(label, 255)), np.sort(c[v != 255]))
+
+
+def test_pad_records_the_valid_region_and_floats_fractional_values():
+    s = T.Pad(size=[8, 10], pad_val=127.5)(make_sample(5, 7))
+    assert s['img'].dtype == np.float32 and s['valid_shape'] == (5, 7) and (s['img'][5:] == 127.5).all()
+    s = T.Pad(size=[8, 10])(make_sample(5, 7))
+    assert s['img'].dtype == np.uint8 and (s['img'][5:] == 0).all()
 
 
 # -- configs -----------------------------------------------------------------------
@@ -263,6 +389,8 @@ def test_unknown_transform_parameter_is_a_config_error(tmp_path):
     (lambda: T.RandomResizeShortSide(short_range=[1600, 400]), 'RandomResizeShortSide.short_range'),
     (lambda: T.Resize(target_size=[10]), 'Resize.target_size'),
     (lambda: T.RandomDistort(hue_prob=2), 'RandomDistort.hue_prob'),
+    (lambda: T.ResizeShortSide(backend='skimage'), 'ResizeShortSide.backend'),
+    (lambda: T.ResizeShortSide(short_size=0), 'ResizeShortSide.short_size'),
 ])
 def test_bad_parameters_name_transform_and_parameter(make, needle):
     with pytest.raises(ConfigError) as e:

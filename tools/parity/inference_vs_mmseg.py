@@ -2,20 +2,17 @@
 Run with /tmp/refenv/bin/python. Torch side computes; our side runs in a paddle subprocess-free way:
 we save the input and weights, and compare against outputs produced by this repository's
 tools/parity/inference_ours_for_mmseg.py (run with the project's Python) separately."""
-import sys, types, json
+import os
+import sys
+
 import numpy as np
 import torch
 import torch.nn as tnn
 
-ext = types.ModuleType('mmcv._ext')
-def _missing(name):
-    if name.startswith('__'):
-        raise AttributeError(name)
-    def f(*a, **k):
-        raise RuntimeError(f'mmcv._ext.{name} is a stub')
-    return f
-ext.__getattr__ = _missing
-sys.modules['mmcv._ext'] = ext
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mmseg_env import stub_mmcv_ext  # noqa: E402
+
+stub_mmcv_ext()
 from mmseg.models.segmentors.encoder_decoder import EncoderDecoder
 from mmseg.models.segmentors.seg_tta import SegTTAModel
 from mmseg.structures import SegDataSample

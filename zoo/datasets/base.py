@@ -1,7 +1,9 @@
 """The ``Dataset`` base: an ``image label`` file list read through a list of transforms.
 
 A sample is a dict flowing through the transforms:
-``{'img': HxWx3 float32 RGB (0-255), 'label': HxW int64 or None, 'img_path', 'label_path'}``.
+``{'img': HxWx3 RGB, 'label': HxW class ids or None, 'img_path', 'label_path'}``. The image is
+read as uint8 and stays uint8 until ``Normalize`` (see ``transforms.py``); the label keeps the
+dtype of its file (uint8 for 8-bit PNGs) until ``__getitem__`` hands it out as int64.
 ``__getitem__`` returns ``(img CHW float32, label HxW int64)`` for training and, for
 validation, ``(img CHW float32, label at original size HxW int64)``: evaluation resizes
 logits back to the label, as mmseg and PaddleSeg do.
@@ -23,20 +25,23 @@ from ..utils.registry import DATASETS, TRANSFORMS
 from .meta import resolve_meta
 
 cv2.setNumThreads(0)  # DataLoader workers are the parallelism; OpenCV threads fight them.
+_IMREAD_RGB = getattr(cv2, 'IMREAD_COLOR_RGB', None)  # OpenCV >= 4.10 decodes straight to RGB
 
 
 def read_image(path):
-    """Read an RGB image as float32 HxWx3; DataError if missing or unreadable."""
+    """Read an RGB image as uint8 HxWx3 (as mmseg's ``LoadImageFromFile``, OpenCV's decoder);
+    DataError if missing or unreadable."""
     if not os.path.isfile(path):
         raise DataError(f'image file {path!r} does not exist')
-    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    img = cv2.imread(path, _IMREAD_RGB or cv2.IMREAD_COLOR)
     if img is None:
         raise DataError(f'image file {path!r} cannot be decoded (corrupt or not an image)')
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB).astype('float32')
+    return img if _IMREAD_RGB else cv2.cvtColor(img, cv2.COLOR_BGR2RGB, dst=img)
 
 
 def read_label(path):
-    """Read a single-channel label PNG as int64 HxW; DataError if missing or not 1-channel."""
+    """Read a single-channel label PNG as HxW class ids in the file's own integer dtype (uint8
+    or uint16); DataError if missing or not 1-channel."""
     if not os.path.isfile(path):
         raise DataError(f'label file {path!r} does not exist')
     lab = cv2.imread(path, cv2.IMREAD_UNCHANGED)
@@ -47,7 +52,12 @@ def read_label(path):
         # color mask, not train ids.
         raise DataError(f'label file {path!r} has {lab.shape[2]} channels; expected a single-channel '
                         'image of class ids')
-    return lab.astype('int64')
+    return lab
+
+
+def to_chw(img):
+    """The network's CHW float32 input from the transforms' HxWx3 image."""
+    return np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.float32)
 
 
 def build_transforms(transforms):
@@ -163,7 +173,7 @@ class Dataset(paddle.io.Dataset):
         """Stored values -> train ids, value by value, without a range check (``zoo.datasets.scan``
         tabulates it over 0..255 to check labels from their histograms)."""
         if self.reduce_zero_label:
-            label = label - 1
+            label = label.astype(np.int32) - 1  # a signed copy: stored 0 becomes -1
             label[label == -1] = self.ignore_index
             label[label == self.ignore_index - 1] = self.ignore_index
         return label
@@ -179,18 +189,48 @@ class Dataset(paddle.io.Dataset):
         return label
 
     def __getitem__(self, index):
+        img, label, _, _ = self.get_item(index)
+        return img, label
+
+    def get_item(self, index, with_image=False):
+        """``(img CHW float32, label HxW int64, valid_shape, image)`` of sample ``index``.
+
+        ``label`` is the transformed label in training modes and the label as read otherwise
+        (metrics are computed at the original resolution). ``valid_shape`` is the (h, w) of the
+        image inside ``img`` before bottom/right padding by ``Pad`` (evaluation crops the logits
+        back to it, as PaddleSeg does after its val ``Padding``); ``image`` the image as read
+        (uint8 HxWx3, for test-time augmentation that rescales it, mmseg's) with
+        ``with_image``, else None."""
         i = self._seed(index)
         sample = self.load_sample(i)
-        ori_label = sample['label']
+        ori_label, ori_img = sample['label'], sample['img']  # transforms return new arrays
         sample = self.transforms(sample)
-        img = np.ascontiguousarray(sample['img'].transpose(2, 0, 1).astype('float32'))
+        img = to_chw(sample['img'])
+        valid = np.asarray(sample.get('valid_shape', img.shape[1:]), dtype='int64')
         if self.mode in ('train', 'trainval'):  # trainval trains too (e.g. Cityscapes train+val)
             label = sample['label']
         else:
-            label = ori_label  # metrics are computed at the original resolution
+            label = ori_label
         if label is None:
             label = np.full(img.shape[1:], self.ignore_index, dtype='int64')
-        return img, np.ascontiguousarray(label.astype('int64'))
+        return img, np.ascontiguousarray(label.astype('int64')), valid, ori_img if with_image else None
+
+
+class EvalSamples(paddle.io.Dataset):
+    """A dataset's ``get_item`` with the extras evaluation needs, as a map-style dataset (for a
+    DataLoader)."""
+
+    def __init__(self, dataset, with_image=False):
+        super().__init__()
+        self.dataset = dataset
+        self.with_image = with_image
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        img, label, valid, image = self.dataset.get_item(index, self.with_image)
+        return (img, label, valid) + ((image,) if self.with_image else ())
 
 
 def read_file_list(list_path, dataset_root, separator=' '):

@@ -17,6 +17,8 @@ import numpy as np
 import paddle
 import paddle.distributed as dist
 
+from ..datasets.base import EvalSamples
+from ..datasets.transforms import find_normalize
 from ..utils.loader_guard import worker_init_fn
 from ..utils.logger import logger
 from .inference import inference
@@ -25,20 +27,25 @@ from .progress import Progress, fmt_duration
 from .visual import class_names_of, denormalize, get_palette, labelled_panel
 
 
-def _samples(dataset, indices, num_workers):
-    """Yield ``(img [1,3,H,W] tensor, label HxW numpy)``."""
+def _samples(dataset, indices, num_workers, with_image=False):
+    """Yield ``(img [1,3,H,W] tensor, label HxW numpy, extras)``: the ``inference`` keywords
+    ``valid_shape`` and, ``with_image``, ``image`` (see ``Dataset.get_item``)."""
+    def extras(valid, image):
+        return dict(valid_shape=tuple(int(v) for v in valid), **({'image': image} if with_image else {}))
+
     if num_workers <= 0:
         # Paddle 3.2.2's single-process DataLoader hangs when the dataset raises (see
         # zoo.utils.loader_guard); reading directly is equivalent for batch size 1 and fails cleanly.
         for i in indices:
-            img, label = dataset[i]
-            yield paddle.to_tensor(np.asarray(img)[None]), np.asarray(label)
+            img, label, valid, image = dataset.get_item(i, with_image)
+            yield paddle.to_tensor(img[None]), label, extras(valid, image)
         return
     loader = paddle.io.DataLoader(
-        dataset, batch_sampler=paddle.io.BatchSampler(sampler=_ListSampler(indices), batch_size=1),
+        EvalSamples(dataset, with_image), batch_sampler=paddle.io.BatchSampler(sampler=_ListSampler(indices),
+                                                                               batch_size=1),
         num_workers=num_workers, return_list=True, worker_init_fn=worker_init_fn)  # workers die with us
-    for img, label in loader:
-        yield img, label.numpy()[0]
+    for img, label, valid, *image in loader:
+        yield img, label.numpy()[0], extras(valid.numpy()[0], image[0].numpy()[0] if with_image else None)
 
 
 class _ListSampler(paddle.io.Sampler):
@@ -97,13 +104,19 @@ def evaluate(model, dataset, test_kwargs=None, num_workers=0, print_detail=True,
         loss_fn = None
     loss_sum = np.zeros(2, dtype=np.float64)  # sum of per-image losses, image count
     vis = []
+    with_image = test_kwargs.get('aug_resize') == 'image'  # TTA from the loaded image (mmseg's)
+    if with_image:
+        extras_all = {'normalize': find_normalize(getattr(dataset, 'transforms', None))}
+    else:
+        extras_all = {}
     model.eval()
     bar = Progress(len(indices) * world, 'eval', enabled=rank == 0)
     try:
         with paddle.no_grad():
-            for k, (img, label) in enumerate(_samples(dataset, indices, num_workers)):
+            for k, (img, label, extras) in enumerate(_samples(dataset, indices, num_workers, with_image)):
                 logits = inference(model, img, ori_shape=label.shape[-2:],
-                                   flip_swap_pairs=getattr(dataset, 'FLIP_PAIRS', ()), **test_kwargs)
+                                   flip_swap_pairs=getattr(dataset, 'FLIP_PAIRS', ()), **extras, **extras_all,
+                                   **test_kwargs)
                 pred = paddle.argmax(logits, axis=1).numpy()[0]
                 cm.update(pred, label)
                 if loss_fn is not None:

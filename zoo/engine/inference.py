@@ -13,15 +13,28 @@ Semantics (checked against the references, mmseg 1.2.2 and PaddleSeg 2.8):
   instead (for models that need a fixed input size) and crops the logits back.
   ``window_softmax=True`` averages each window's softmax *probabilities* instead (sssegmentation's
   ``use_probs_before_resize`` in slide mode; the MCIBI Cityscapes and ViT-L protocols).
-* **multi-scale / flip** (mmseg ``SegTTAModel``, PaddleSeg ``aug_inference``): the *normalized*
-  image is resized by each scale (``int(H * s + 0.5)``, bilinear, the model's ``align_corners``)
-  and optionally flipped (PaddleSeg's combinations: none, h, v, h+v); each pass runs whole or
-  slide inference, is flipped back and resized to ``ori_shape``. The passes are then averaged.
-  The references differ here: mmseg 1.2.2's ``SegTTAModel.merge_preds`` averages the passes'
-  *softmax probabilities*, PaddleSeg 2.8.0's ``aug_inference`` averages the raw *logits*. The
-  default follows mmseg (``merge='softmax'``); ``merge='logits'`` gives PaddleSeg's result.
-  The argmax of the result is the prediction. (mmseg resizes the raw image before normalizing;
-  bilinear weights sum to one, so resizing commutes with the per-channel normalization.)
+* **multi-scale / flip** (mmseg ``SegTTAModel``, PaddleSeg ``aug_inference``, sssegmentation
+  ``auginference``): each scale's input is made, optionally flipped (PaddleSeg's combinations:
+  none, h, v, h+v), run whole or slide, flipped back and resized to ``ori_shape``; the passes
+  are then averaged. How a scale's input is made follows the reference (``aug_resize``):
+
+  - ``image`` (mmseg's ``TestTimeAug``): the *loaded uint8 image* (``image``, before the val
+    pipeline's own resizing) is resized by OpenCV as mmcv's ``Resize(scale_factor=s,
+    keep_ratio=True)`` does (target ``int(side * s + 0.5)``, then the keep-ratio fit), and
+    normalized by the val pipeline's ``Normalize`` (``normalize``). Resizing in uint8 rounds
+    every pixel, so this is not the same as resizing the normalized float image.
+  - ``tensor`` (PaddleSeg): the *normalized input* ``img`` is interpolated bilinearly to
+    ``int(side * s + 0.5)`` (the model's ``align_corners``).
+  - ``tensor_factor`` (sssegmentation): ``interpolate(img, scale_factor=s)``: sides
+    ``floor(side * s)`` and source coordinates stepped by ``1 / s``.
+
+  The references differ in the merge too: mmseg 1.2.2's ``SegTTAModel.merge_preds`` averages
+  the passes' *softmax probabilities*, PaddleSeg 2.8.0's ``aug_inference`` averages the raw
+  *logits*. The default follows mmseg (``merge='softmax'``); ``merge='logits'`` gives
+  PaddleSeg's result. The argmax of the result is the prediction.
+* **padding** (PaddleSeg's val ``Padding``): with ``valid_shape`` (the size of the image inside
+  a bottom/right-padded ``img``), each pass's logits are resized to the input size and cropped
+  to ``valid_shape`` before the resize to ``ori_shape``, as PaddleSeg's ``reverse_transform``.
 
 Measured parity (scripts run in the reference environments, random 3x3-conv model with a
 position-dependent output, 37x53 input): PaddleSeg 2.8.0 ``inference``/``slide_inference``/
@@ -34,7 +47,9 @@ scores (probabilities by default) when several passes are merged.
 import paddle
 import paddle.nn.functional as F
 
-from ..utils.config import TEST_CONFIG_KEYS  # the config schema lives in one place
+from ..datasets.base import to_chw
+from ..datasets.transforms import rescale_size, resize_image
+from ..utils.config import AUG_RESIZE, TEST_CONFIG_KEYS  # the config schema lives in one place
 from ..utils.errors import ConfigError
 from ..utils.logger import logger
 
@@ -130,9 +145,32 @@ def flip_combinations(flip_horizontal=False, flip_vertical=False):
     return combos
 
 
+def rescale_image(image, scale):
+    """mmcv ``Resize(scale_factor=scale, keep_ratio=True)`` of a uint8 HxWx3 image: the target
+    ``(int(w * s + 0.5), int(h * s + 0.5))``, then ``imrescale``'s fit into it (which may move a
+    side by a pixel), OpenCV bilinear."""
+    h, w = image.shape[:2]
+    new_w, new_h, _ = rescale_size(w, h, (int(w * scale + 0.5), int(h * scale + 0.5)))
+    return resize_image(image, new_w, new_h)
+
+
+def _scaled_input(img, scale, aug_resize, align_corners, image, normalize):
+    """The network input of one scale (see the module docstring)."""
+    if aug_resize == 'image':
+        x = to_chw(normalize.normalize(rescale_image(image, scale)))
+        return paddle.to_tensor(x[None])
+    if aug_resize == 'tensor_factor':
+        if scale == 1.0:
+            return img
+        return F.interpolate(img, scale_factor=scale, mode='bilinear', align_corners=align_corners)
+    h_in, w_in = int(img.shape[2]), int(img.shape[3])
+    return _resize(img, (int(h_in * scale + 0.5), int(w_in * scale + 0.5)), align_corners)
+
+
 def inference(model, img, ori_shape=None, mode='whole', crop_size=None, stride=None, flip_horizontal=False,
               flip_vertical=False, scales=(1.0,), align_corners=None, merge='softmax', pad_to_crop=False,
-              flip_swap_pairs=(), window_softmax=False):
+              flip_swap_pairs=(), window_softmax=False, aug_resize='tensor', image=None, normalize=None,
+              valid_shape=None):
     """Segment a normalized batch ``img`` [N, 3, H, W]; returns scores [N, C, *ori_shape].
 
     ``window_softmax`` (slide mode): average the windows' probabilities, and then the passes'
@@ -141,28 +179,38 @@ def inference(model, img, ori_shape=None, mode='whole', crop_size=None, stride=N
     ``crop_size``/``stride`` are ``(h, w)`` (``parse_test_config`` converts PaddleSeg's ``[w, h]``);
     ``flip_swap_pairs`` (a dataset's ``FLIP_PAIRS``) swaps left/right class channels of
     horizontally flipped passes;
-    ``align_corners`` defaults to the model's. Call it under ``paddle.no_grad()`` with the model in
-    eval mode (the evaluator and predictor do).
+    ``align_corners`` defaults to the model's. ``aug_resize='image'`` (``parse_test_config`` gives
+    it only with ``aug_eval``) makes every pass from ``image`` (the loaded uint8 HxWx3 RGB image,
+    one per call), normalized by ``normalize`` (the val pipeline's ``Normalize``), as mmseg's
+    TTA pipeline does; ``img`` then only gives the batch size. ``valid_shape`` (h, w) is the
+    image's part of a padded ``img``.
+    Call it under ``paddle.no_grad()`` with the model in eval mode (the evaluator and predictor do).
     """
     if align_corners is None:
         align_corners = bool(getattr(model, 'align_corners', False))
     if merge not in ('softmax', 'logits'):
         raise ValueError(f"merge must be 'softmax' or 'logits', got {merge!r}")
+    if aug_resize not in AUG_RESIZE:
+        raise ValueError(f'aug_resize must be one of {AUG_RESIZE}, got {aug_resize!r}')
     if isinstance(scales, (int, float)):
         scales = (scales,)
     h_in, w_in = int(img.shape[2]), int(img.shape[3])
     ori_shape = (h_in, w_in) if ori_shape is None else tuple(int(s) for s in ori_shape[-2:])
     flips = flip_combinations(flip_horizontal, flip_vertical)
     n_passes = len(scales) * len(flips)
+    if aug_resize == 'image' and (image is None or normalize is None or int(img.shape[0]) != 1):
+        raise ValueError("aug_resize='image' needs the loaded image and its Normalize, one image per call")
     total = None
     for scale in scales:
-        size = (int(h_in * scale + 0.5), int(w_in * scale + 0.5))
-        x = _resize(img, size, align_corners)
+        x = _scaled_input(img, scale, aug_resize, align_corners, image, normalize)
         for fh, fv in flips:
             logit = _flip(_single_pass(model, _flip(x, fh, fv), mode, crop_size, stride, pad_to_crop,
                                        window_softmax), fh, fv)
             if fh:
                 logit = swap_channels(logit, flip_swap_pairs)
+            if valid_shape is not None and aug_resize != 'image':
+                vh, vw = (int(v) for v in valid_shape)
+                logit = _resize(logit, (h_in, w_in), align_corners)[:, :, :vh, :vw]
             logit = _resize(logit, ori_shape, align_corners)
             if n_passes == 1:
                 return logit
@@ -195,9 +243,11 @@ def parse_test_config(test_config=None, align_corners=None, overrides=None, wher
 
     Keys (PaddleSeg's): ``is_slide``, ``crop_size: [w, h]``, ``stride: [w, h]``, ``aug_eval``,
     ``scales`` (a number or a list), ``flip_horizontal``, ``flip_vertical``; and ours,
-    ``window_softmax`` (slide windows average probabilities, see ``inference``). As in PaddleSeg,
-    ``scales`` and the flips apply only with ``aug_eval: true`` (``--aug_eval`` /
-    ``--aug_pred``). ``overrides`` (from the command line) win over the file.
+    ``window_softmax`` (slide windows average probabilities, see ``inference``) and
+    ``aug_resize`` (how a scale's input is made: ``image``, mmseg's; ``tensor``, PaddleSeg's, the
+    default; ``tensor_factor``, sssegmentation's). As in PaddleSeg, ``scales`` and the flips
+    apply only with ``aug_eval: true`` (``--aug_eval`` / ``--aug_pred``). ``overrides`` (from the
+    command line) win over the file.
     """
     if not isinstance(test_config or {}, dict):
         raise ConfigError(f'{where}: expected a mapping, got {test_config!r}')
@@ -235,8 +285,13 @@ def parse_test_config(test_config=None, align_corners=None, overrides=None, wher
         kwargs.update(mode='slide', crop_size=crop, stride=stride)
         if _flag(tc.get('window_softmax', False), name['window_softmax']):
             kwargs['window_softmax'] = True
+    aug_resize = tc.get('aug_resize', 'tensor')
+    if aug_resize not in AUG_RESIZE:
+        raise ConfigError(f'{name["aug_resize"]}: expected one of {", ".join(AUG_RESIZE)}, got {aug_resize!r}')
     if aug:
         kwargs.update(scales=tuple(float(s) for s in scales), flip_horizontal=flip_h, flip_vertical=flip_v)
+        if aug_resize != 'tensor':
+            kwargs['aug_resize'] = aug_resize
     elif flip_h or flip_v or tuple(scales) != (1.0,):
         logger.warning(f'{where}: scales/flip_* are used only with aug_eval (--aug_eval / --aug_pred); ignored')
     if align_corners is not None:

@@ -20,8 +20,9 @@ import cv2
 import numpy as np
 import paddle
 
-from ..datasets.base import Compose, read_image
+from ..datasets.base import Compose, read_image, to_chw
 from ..datasets.prepare.cityscapes import LABELS as CITYSCAPES_LABELS
+from ..datasets.transforms import find_normalize
 from ..utils.errors import ConfigError, DataError
 from ..utils.logger import logger
 from .inference import inference
@@ -67,11 +68,12 @@ def list_images(image_path):
 
 
 def predict_image(model, path, transforms, test_kwargs=None):
-    """``(rgb HxWx3 float32 0-255, prediction HxW int64)`` for one image file."""
+    """``(rgb HxWx3 uint8, prediction HxW int64)`` for one image file."""
     img = read_image(path)
-    sample = transforms({'img': img.copy(), 'label': None, 'img_path': path, 'label_path': None})
-    x = paddle.to_tensor(np.ascontiguousarray(sample['img'].transpose(2, 0, 1), dtype='float32')[None])
-    logits = inference(model, x, ori_shape=img.shape[:2], **(test_kwargs or {}))
+    sample = transforms({'img': img, 'label': None, 'img_path': path, 'label_path': None})
+    x = paddle.to_tensor(to_chw(sample['img'])[None])
+    logits = inference(model, x, ori_shape=img.shape[:2], valid_shape=sample.get('valid_shape'), image=img,
+                       normalize=find_normalize(transforms), **(test_kwargs or {}))
     return img, paddle.argmax(logits, axis=1).numpy()[0].astype('int64')
 
 

@@ -54,6 +54,9 @@ def _input_shape(value):
             and all(_positive_int(v) or (v == -1 and not isinstance(v, bool)) for v in value))
 
 
+# test_config.aug_resize: how test-time augmentation makes each scale's input (engine/inference.py)
+AUG_RESIZE = ('image', 'tensor', 'tensor_factor')
+
 # The plain-data sections: key -> (expected type, or (check, what it expects)). Components (the
 # datasets, model, loss, optimizer, lr_scheduler) are checked against their constructors by the
 # builder. The meaning of test_config is engine/inference.parse_test_config's, of export
@@ -71,6 +74,7 @@ SECTION_SCHEMA = {
         'is_slide': bool, 'crop_size': list, 'stride': list, 'aug_eval': bool,
         'scales': (_number_or_list, 'a number or a list of numbers'),
         'flip_horizontal': bool, 'flip_vertical': bool, 'window_softmax': bool,
+        'aug_resize': (lambda v: v in AUG_RESIZE, ' or '.join(AUG_RESIZE)),
     },
     'export': {
         'transforms': list,
