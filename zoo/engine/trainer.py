@@ -21,11 +21,10 @@ import numpy as np
 import paddle
 import paddle.distributed as dist
 
-from ..builder import build_dataset, build_losses, build_model, validate_config
+from ..builder import build_dataset, build_losses, build_lr_scheduler, build_model, build_optimizer, validate_config
 from ..utils.checkpoint import atomic_replace_dir, load_file, load_state_dict_checked
 from ..utils.errors import CheckpointError, ZooError
 from ..utils.logger import logger
-from .optim import build_lr_scheduler, build_optimizer
 from .sampler import TrainBatchSampler
 
 TRAIN_OPTION_KEYS = ('log_iters', 'save_interval', 'keep_checkpoint_max', 'eval_aug', 'num_vis')
