@@ -41,8 +41,9 @@ def reference_weights(shapes, seed=0):
 
     Conv/linear weights: He-normal over the fan-in (so deep nets keep their scale);
     1-D ``weight`` (norm layers): 1 + 0.1 N; biases and ``running_mean``: 0.1 N;
-    ``running_var``: U(0.5, 1.5); ``num_batches_tracked``: 0 (int64). Anything else (a memory):
-    N(0, 1).
+    ``running_var``: U(0.5, 1.5); ``num_batches_tracked``: 0 (int64); a ``memory`` (MCIBI's
+    ``[classes, slots, channels]``): N(0, 1) with every third class zero (not seen yet, so the
+    update initialises it). Anything else: N(0, 1).
     """
     out = {}
     for name, shape in shapes.items():
@@ -60,6 +61,9 @@ def reference_weights(shapes, seed=0):
             out[name] = g.standard_normal(shape) * np.sqrt(2.0 / fan_in)
         elif leaf == 'weight':
             out[name] = 1.0 + 0.1 * g.standard_normal(shape)
+        elif leaf == 'memory':
+            out[name] = g.standard_normal(shape)
+            out[name][::3] = 0.0
         else:
             out[name] = g.standard_normal(shape)
     return out

@@ -24,8 +24,8 @@ sys.path.insert(0, ROOT)
 import numpy as np  # noqa: E402
 
 import train_step_ours as ours  # noqa: E402
-from train_step_common import (BATCH_SHAPE, evidence, relative_difference, schedule_difference,  # noqa: E402
-                               schedule_evidence)
+from train_step_common import (evidence, reference_weights, relative_difference,  # noqa: E402
+                               schedule_difference, schedule_evidence)
 
 OUT_ROOT = os.environ.get('TRAIN_STEP_OUT', '/work/scratch/trainparity/out')
 MANIFESTS = os.path.join(ROOT, 'tests', 'manifests')
@@ -56,10 +56,10 @@ def _load(family, variant):
 
 
 def _converted_evidence(spec, groups):
-    """Evidence of the reference's after-step state in our names, three conversions of it:
-    as is (PyTorch's unbiased running variance), with the BN running variance kept by Paddle's
-    rule (the biased shadow; what our BatchNorm must match), and with every parameter replaced
-    by its momentum buffer (our ``velocity``)."""
+    """Evidence of the reference's after-step state in our names, from conversions of it by our
+    importer: as is (PyTorch's unbiased running variance), with the BN running variance kept by
+    Paddle's rule (the biased shadow; what our BatchNorm must match), its change from the initial
+    weights (``update``), and with every parameter replaced by its momentum buffer (``velocity``)."""
     import paddle
     previous = paddle.get_default_dtype()
     paddle.set_default_dtype('float64')
@@ -69,10 +69,15 @@ def _converted_evidence(spec, groups):
         trainable = {n for n, p in model.named_parameters() if not p.stop_gradient}
         as_is = ours.import_reference(model, spec['source'], state)
         paddle_rule = ours.import_reference(model, spec['source'], {**state, **groups['biased_var']})
+        init = reference_weights({k: v.shape for k, v in state.items()}, spec['weight_seed'])
+        after = {**state, **groups['biased_var']}
+        change = ours.import_reference(model, spec['source'], {
+            k: (v - init[k] if np.issubdtype(v.dtype, np.floating) else v) for k, v in after.items()})
         momentum = ours.import_reference(model, spec['source'], {**state, **groups['momentum']})
     finally:
         paddle.set_default_dtype(previous)
     ev = {'state': {k: evidence(k, v) for k, v in paddle_rule.items()},
+          'update': {k: evidence(k, v) for k, v in change.items()},
           'velocity': {k: evidence(k, v) for k, v in momentum.items() if k in trainable}}
     torch_var = {k: evidence(k, as_is[k]) for k in as_is
                  if k.endswith('_variance') and not np.array_equal(as_is[k], paddle_rule[k])}
@@ -86,16 +91,17 @@ def compare(ref, ev, run):
     loss = [abs(a - b) / abs(b) for a, b in zip(run['losses'], ref['losses'])]
     lr = [abs(a - b) for a, b in zip(run['lrs'], ref['lrs'])]
     groups = {}
-    for group, ours_arrays, refs in (('state', run['state'], ev['state']), ('velocity', run['velocity'], ev['velocity'])):
-        for name, r in refs.items():
-            if name not in ours_arrays:
+    for group in ('state', 'update', 'velocity'):
+        for name, r in ev[group].items():
+            if name not in run[group]:
                 kind = 'missing'
                 d = float('inf')
             else:
-                d = relative_difference(evidence(name, ours_arrays[name]), r)
+                d = relative_difference(evidence(name, run[group][name]), r)
                 kind = ('momentum' if group == 'velocity' else
                         'bn_stats' if name.endswith(('_mean', '_variance')) else
                         'parameter' if name in run['velocity'] else 'buffer')
+                kind = f'{kind}_update' if group == 'update' else kind
             worst = groups.get(kind)
             if worst is None or d > worst[0]:
                 groups[kind] = (d, name)
@@ -117,7 +123,7 @@ def make(family):
     exact_record, exact_groups, _ = _load(family, 'exact')
     spec = dict(FAMILIES[family])
     spec.update(source=record['source'], num_classes=record['num_classes'], start_iter=record['start_iter'],
-                steps=record['steps'], batch_seed=0, weight_seed=0, batch_shape=list(BATCH_SHAPE))
+                steps=record['steps'], batch_seed=0, weight_seed=0, batch_shape=record['batch_shape'])
     ev, torch_var = _converted_evidence(spec, groups)
     exact_ev, _ = _converted_evidence(spec, exact_groups)
     ours_schedule = ours.schedule(spec['config'], spec['opts'])

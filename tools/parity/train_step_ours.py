@@ -13,11 +13,12 @@ import sys
 import numpy as np
 import paddle
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
 
 from train_step_common import DropoutMasks, make_batch, reference_weights  # noqa: E402
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class _PatchedDropout:
@@ -77,8 +78,8 @@ def run(spec, reference_shapes):
 
     ``spec``: the manifest's ``ours`` entry (config, opts, source, num_classes, start_iter,
     steps, batch seed, weight seed); ``reference_shapes``: ``{reference name: shape}`` of the
-    reference state dict. Returns ``{'losses', 'loss_parts', 'lrs', 'state', 'velocity',
-    'dropout_calls'}`` with numpy arrays in our names.
+    reference state dict. Returns ``{'losses', 'loss_parts', 'lrs', 'state', 'update', 'velocity',
+    'dropout_calls'}`` with numpy arrays in our names (``update``: state after - state before).
     """
     from zoo.builder import build_losses, build_lr_scheduler, build_optimizer
     from zoo.engine.trainer import compute_loss
@@ -88,14 +89,15 @@ def run(spec, reference_shapes):
     try:
         cfg, model = build(spec['config'], spec.get('opts', ()))
         weights = reference_weights(reference_shapes, spec.get('weight_seed', 0))
-        model.set_state_dict(import_reference(model, spec['source'], weights))
+        init = import_reference(model, spec['source'], weights)
         del weights
+        model.set_state_dict(init)
         losses = build_losses(cfg)
         scheduler = build_lr_scheduler(cfg)
         optimizer = build_optimizer(cfg, model, scheduler)
         for _ in range(spec['start_iter']):
             scheduler.step()
-        img, label = make_batch(spec['num_classes'], spec.get('batch_seed', 0))
+        img, label = make_batch(spec['num_classes'], spec.get('batch_seed', 0), tuple(spec['batch_shape']))
         x = paddle.to_tensor(img, dtype='float64')
         y = paddle.to_tensor(label)
         hook = getattr(model, 'train_step_hook', None)
@@ -118,6 +120,7 @@ def run(spec, reference_shapes):
                 out['loss_parts'].append([float(p) for p in parts])
                 out['lrs'].append(float(lr))
         out['state'] = {k: v.numpy().astype(np.float64) for k, v in model.state_dict().items()}
+        out['update'] = {k: v - init[k] for k, v in out['state'].items()}
         out['velocity'] = velocity(optimizer, model)
         out['dropout_calls'] = masks.log
         return out
