@@ -5,7 +5,8 @@ Used by ``train_step_manifest.py`` (which records the figures) and by
 ``tests/test_train_step_parity.py`` (which re-checks them in ``make test``). One step is the
 trainer's (``zoo/engine/trainer.py``, ``Trainer.train``): forward, ``compute_loss``, backward,
 ``optimizer.step``, ``clear_grad``, the iteration's lr, ``scheduler.step``, then the model's
-``train_step_hook(labels, lr, iteration)``.
+``train_step_hook(labels, lr, iteration)`` (called once with ``labels=None`` before the first step
+when the run starts at an iteration > 0, as the trainer does when it resumes).
 """
 import os
 import sys
@@ -21,8 +22,9 @@ if ROOT not in sys.path:
 from train_step_common import DropoutMasks, make_batch, reference_weights  # noqa: E402
 
 
-class _PatchedDropout:
-    """Paddle's ``nn.Dropout`` / ``nn.Dropout2D`` multiply by the protocol's masks while active."""
+class PatchedDropout:
+    """Paddle's ``nn.Dropout`` / ``nn.Dropout2D`` multiply by the protocol's masks while active
+    (also used by the PaddleSeg reference side, which runs on Paddle too)."""
 
     def __init__(self, masks):
         self.masks = masks
@@ -89,6 +91,10 @@ def run(spec, reference_shapes):
     try:
         cfg, model = build(spec['config'], spec.get('opts', ()))
         weights = reference_weights(reference_shapes, spec.get('weight_seed', 0))
+        if spec.get('perturb'):  # relative noise on every float weight: the run's own sensitivity
+            g = np.random.default_rng(12345)
+            weights = {k: (v * (1 + spec['perturb'] * g.standard_normal(v.shape)) if v.dtype.kind == 'f' else v)
+                       for k, v in weights.items()}
         init = import_reference(model, spec['source'], weights)
         del weights
         model.set_state_dict(init)
@@ -101,10 +107,12 @@ def run(spec, reference_shapes):
         x = paddle.to_tensor(img, dtype='float64')
         y = paddle.to_tensor(label)
         hook = getattr(model, 'train_step_hook', None)
+        if hook is not None and spec['start_iter']:  # as the trainer does for a resumed run
+            hook(labels=None, lr=optimizer.get_lr(), iteration=spec['start_iter'])
         masks = DropoutMasks()
         out = {'losses': [], 'loss_parts': [], 'lrs': []}
         model.train()
-        with _PatchedDropout(masks):
+        with PatchedDropout(masks):
             for step in range(spec['steps']):
                 masks.start_step(step)
                 iteration = spec['start_iter'] + step + 1

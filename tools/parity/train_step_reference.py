@@ -69,7 +69,14 @@ def load_weights(model, seed=0):
     return sorted(gen)
 
 
-VARIANTS = ('paddle_kernel', 'exact')
+# reference runs: the first is the one our side must match; each other one differs from it in one
+# named way, and our gap to it is that difference's measured effect
+VARIANTS = {
+    'paddle_kernel': 'the reference with the float32 scalars of Paddle\'s kernels (round_hyperparameters)',
+    'exact': 'SGD momentum / weight decay and BatchNorm momentum / epsilon as the config\'s doubles; Paddle\'s '
+             'momentum and batch_norm kernels hold them as float32 attributes (PyTorch applies float32 values in '
+             'float32 training too)',
+}
 
 
 def round_hyperparameters(optimizer, model, variant):
@@ -111,7 +118,7 @@ def save(family, variant, *, state, momentum, biased_var, record, schedule):
     arrays.update({f'biased_var/{k}': v for k, v in biased_var.items()})
     np.savez(os.path.join(out, 'after.npz'), **arrays)
     np.save(os.path.join(out, 'schedule.npy'), np.asarray(schedule, dtype=np.float64))
-    record = dict(record, variant=variant)
+    record = dict(record, variant=variant, variant_note=record.get('variant_note', VARIANTS.get(variant)))
     record['dropout_calls'] = MASKS.log
     MASKS.log = []
     record['produced'] = {

@@ -12,7 +12,7 @@ The official ``configs/cityscapes_1000epochs.yaml``, ``train_utils.get_model`` /
 ``len(train_loader) * max_epochs`` iterations with ``len(train_loader) = 2975 // 8`` (the train
 loader drops the last partial batch), started at ``START_ITER`` inside the 3000-iteration warmup.
 Not copied on purpose, and measured in docs/weights.md: the official run's mixed precision
-(``torch.cuda.amp``; CUDA only, off here). ``torchvision.ops`` (ablation blocks only) is stubbed.
+(``torch.cuda.amp``; CUDA only, off here).
 """
 import os
 import sys
@@ -27,22 +27,35 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 
 import train_step_reference as ref  # noqa: E402
-from train_step_common import BATCH_SHAPE, STEPS, make_batch  # noqa: E402
+from train_step_common import STEPS, make_batch  # noqa: E402
 
 FAMILY = 'regseg'
 CONFIG = 'configs/cityscapes_1000epochs.yaml'
 ITERS_PER_EPOCH = 2975 // 8
-START_ITER = 1500
+START_ITER = 1500        # inside the 3000-iteration warmup
+BATCH = (4, 3, 64, 64)
+
+
+def _stub(name, **attrs):
+    mod = types.ModuleType(name)
+    mod.__path__ = []
+    mod.__dict__.update(attrs)
+    sys.modules.setdefault(name, mod)
 
 
 def _import_official():
-    """The official train_utils, with stubs for what its imports need and these runs do not use
-    (torchvision.ops for ablation blocks; the competitors' models)."""
-    for name in ('torchvision', 'torchvision.ops', 'torchvision.transforms', 'torchvision.transforms.functional'):
-        mod = types.ModuleType(name)
-        mod.__path__ = []
-        mod.DeformConv2d = None
-        sys.modules.setdefault(name, mod)
+    """The official ``train_utils``. What its imports need and these runs never call is stubbed:
+    ``torchvision.ops`` (ablation blocks), the data pipeline module (``data``: datasets, PIL,
+    scipy, pycocotools, tqdm) and the competitors' models."""
+    def unused(*a, **k):
+        raise RuntimeError('stub: not used by the training-step parity')
+    _stub('torchvision')
+    _stub('torchvision.ops', DeformConv2d=unused)
+    _stub('data', **{n: unused for n in ('get_cityscapes', 'get_pascal_voc', 'get_camvid', 'build_val_transform',
+                                         'Cityscapes', 'get_mapillary', 'get_coco')})
+    _stub('competitors_models')
+    _stub('competitors_models.hardnet', hardnet=unused)
+    _stub('competitors_models.DDRNet_Reimplementation', get_ddrnet_23=unused, get_ddrnet_23slim=unused)
     sys.path.insert(0, REGSEG_SRC)
     import train_utils
     return train_utils
@@ -66,7 +79,7 @@ def run(variant):
     shadow = ref.BiasedVarianceShadow(model)
     ref.patch_dropout()
 
-    img, label = make_batch(config['num_classes'])
+    img, label = make_batch(config['num_classes'], shape=BATCH)
     image, target = torch.from_numpy(img), torch.from_numpy(label)
     losses, lrs = [], []
     for step in range(STEPS):
@@ -92,7 +105,7 @@ def run(variant):
     state = {k: v.detach().numpy() for k, v in model.state_dict().items()}
     record = {'family': FAMILY, 'reference': 'RolandGao/RegSeg (official training code)', 'config': CONFIG,
               'source': 'regseg', 'num_classes': config['num_classes'], 'start_iter': START_ITER, 'steps': STEPS,
-              'batch_shape': list(BATCH_SHAPE),
+              'batch_shape': list(BATCH),
               'losses': losses, 'loss_parts': [[x] for x in losses], 'lrs': lrs, 'iters': total_iterations,
               'optimizer': f"SGD lr {config['lr']} momentum {config['momentum']} wd {config['weight_decay']} "
                            f"bn_weight_decay {config['bn_weight_decay']}; poly {config['poly_power']}, warmup "

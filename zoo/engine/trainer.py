@@ -259,6 +259,8 @@ class Trainer:
         loader = self._loader(start_iter)
         self.model.train()
         hook = getattr(self.model, 'train_step_hook', None)
+        if hook is not None and start_iter:  # a resumed run: the model learns where it is (MCIBI's memory loss)
+            hook(labels=None, lr=self.optimizer.get_lr(), iteration=start_iter)
         iteration = start_iter
         stats = {'loss': 0.0, 'n': 0, 'reader': 0.0, 'batch': 0.0, 'parts': None}
         recent_batch = deque(maxlen=50)
