@@ -104,3 +104,23 @@ def test_visualdl_scalars_and_images(tiny_root, tmp_path):
     assert [r.id for r in reader.get_data('scalar', 'Evaluate/mIoU')] == [2, 4]
     assert tags.get('image'), tags
     assert os.path.isfile(tmp_path / 'best_model' / 'model.pdparams')
+
+
+def test_resumed_run_tells_the_model_its_iteration(tiny_root, tmp_path):
+    """A model whose training depends on the iteration (MCIBI's memory loss starts after a given
+    one) hears it before the first step of a resumed run: train_step_hook(labels=None, ...)."""
+    save = str(tmp_path)
+    t = Trainer(Config(tiny_config(tiny_root, iters=6)), save_dir=save, seed=3, save_interval=3)
+    t.iters = 3
+    t.train()
+    calls = []
+    t = Trainer(Config(tiny_config(tiny_root, iters=6)), save_dir=save, seed=3,
+                resume_model=os.path.join(save, 'iter_3'))
+    build = t._build
+
+    def build_with_hook():
+        build()
+        t.model.train_step_hook = lambda labels, lr, iteration: calls.append((labels is None, iteration))
+    t._build = build_with_hook
+    t.train()
+    assert calls == [(True, 3), (False, 4), (False, 5), (False, 6)]

@@ -19,12 +19,17 @@ The reference scripts (``tools/parity/train_step_<reference>.py``) store the ref
 after-step state in ``/work/scratch``; ``tools/parity/train_step_manifest.py`` converts it with
 our importer and writes ``tests/manifests/train_step_<family>.json``.
 """
+import datetime
+import json
 import os
+import platform
+import sys
 import zlib
 
 import numpy as np
 
 STEPS = int(os.environ.get("TRAIN_STEP_STEPS", 3))  # fewer for debugging a family
+OUT_ROOT = os.environ.get('TRAIN_STEP_OUT', '/work/scratch/trainparity/out')   # reference runs
 LOSS_TOL = 1e-9       # per-step relative loss difference
 TENSOR_TOL = 1e-7     # relative difference of every tensor after the last step
 GROUPS = ('state', 'update', 'velocity')
@@ -186,20 +191,54 @@ def tensor_kind(group, name, trainable):
 
 
 def compare(ref, ev, run):
-    """A run (``losses``, ``lrs`` and tensors per group, numpy) against a reference's losses, lrs and
+    """A run (``losses``, ``lrs``, ``evidence`` per group) against a reference's losses, lrs and
     evidence: per-step loss relative differences and lr differences, and per tensor kind the worst
     relative difference and its tensor."""
     loss = [abs(a - b) / abs(b) for a, b in zip(run['losses'], ref['losses'])]
     lr = [abs(a - b) for a, b in zip(run['lrs'], ref['lrs'])]
+    mine = run['evidence']
     worst = {}
     for group in GROUPS:
         for name, r in ev[group].items():
-            if name in run[group]:
-                kind = tensor_kind(group, name, run['velocity'])
-                d = relative_difference(evidence(name, run[group][name]), r)
+            if name in mine[group]:
+                kind = tensor_kind(group, name, mine['velocity'])
+                d = relative_difference(mine[group][name], r)
             else:
                 kind, d = 'missing', float('inf')
             if kind not in worst or not d <= worst[kind][0]:
                 worst[kind] = (d, name)
     return {'loss_rel_diff': loss, 'lr_abs_diff': lr,
             'worst_rel_diff': {k: {'value': v[0], 'tensor': v[1]} for k, v in sorted(worst.items())}}
+
+
+def replace_type(node, old, new):
+    """``type: old`` -> ``type: new`` everywhere in a nested config (SyncBN -> BN for one process)."""
+    if isinstance(node, dict):
+        if node.get('type') == old:
+            node['type'] = new
+        for v in node.values():
+            replace_type(v, old, new)
+    elif isinstance(node, (list, tuple)):
+        for v in node:
+            replace_type(v, old, new)
+
+
+def save_run(family, variant, *, state, momentum, record, schedule, dropout_calls, biased_var=None, versions=None):
+    """Write one reference run for ``train_step_manifest.py``: ``<OUT_ROOT>/<family>/<variant>/``
+    ``after.npz`` (``state/``, ``momentum/``, ``biased_var/`` arrays in reference names),
+    ``schedule.npy`` (the reference scheduler's lr at every iteration of the run) and
+    ``record.json`` (losses, lrs, dropout calls, provenance)."""
+    out = os.path.join(OUT_ROOT, family, variant)
+    os.makedirs(out, exist_ok=True)
+    arrays = {f'state/{k}': np.asarray(v) for k, v in state.items()}
+    arrays.update({f'momentum/{k}': v for k, v in momentum.items()})
+    arrays.update({f'biased_var/{k}': v for k, v in (biased_var or {}).items()})
+    np.savez(os.path.join(out, 'after.npz'), **arrays)
+    np.save(os.path.join(out, 'schedule.npy'), np.asarray(schedule, dtype=np.float64))
+    record = dict(record, variant=variant, dropout_calls=dropout_calls)
+    record['produced'] = {'by': ' '.join([os.path.relpath(sys.argv[0])] + sys.argv[1:]), 'python': sys.executable,
+                          'numpy': np.__version__, **(versions or {}), 'platform': platform.platform(),
+                          'date': datetime.date.today().isoformat()}
+    with open(os.path.join(out, 'record.json'), 'w') as f:
+        json.dump(record, f, indent=1)
+    print(f'wrote {out}: losses {record["losses"]}')

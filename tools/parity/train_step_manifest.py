@@ -1,6 +1,7 @@
 """Write ``tests/manifests/train_step_<family>.json`` from a reference run and record our figures.
 
     python tools/parity/train_step_manifest.py fast_scnn dmnet deeplabv3 mcibi regseg deeplabv3_paddleseg
+    python tools/parity/train_step_manifest.py --table     # the figures as docs/weights.md shows them
 
 Reads what the reference script left in ``/work/scratch/trainparity/out/<family>/`` (after-step
 state, momentum buffers, biased-variance shadow of the BN statistics, per-step losses and lrs, the
@@ -24,11 +25,10 @@ sys.path.insert(0, ROOT)
 import numpy as np  # noqa: E402
 
 import train_step_ours as ours  # noqa: E402
-from train_step_common import (LOSS_TOL, TENSOR_TOL, compare, evidence, reference_weights,  # noqa: E402
+from train_step_common import (LOSS_TOL, OUT_ROOT, TENSOR_TOL, compare, evidence, reference_weights,  # noqa: E402
                                relative_difference, schedule_difference, schedule_evidence)
 
-OUT_ROOT = os.environ.get('TRAIN_STEP_OUT', '/work/scratch/trainparity/out')
-MANIFESTS = os.path.join(ROOT, 'tests', 'manifests')
+MANIFESTS = os.environ.get('TRAIN_STEP_MANIFESTS', os.path.join(ROOT, 'tests', 'manifests'))
 NO_PRETRAINED = ['model.backbone.pretrained=null']
 
 # our config for each family, and what makes it runnable offline (no ImageNet download)
@@ -57,30 +57,31 @@ def _load(family, variant):
 
 def _converted_evidence(spec, groups):
     """Evidence of the reference's after-step state in our names, from conversions of it by our
-    importer: as is (PyTorch's unbiased running variance), with the BN running variance kept by
-    Paddle's rule (the biased shadow; what our BatchNorm must match), its change from the initial
-    weights (``update``), and with every parameter replaced by its momentum buffer (``velocity``)."""
+    importer (one at a time, to hold one copy of the model's tensors): with the BN running variance
+    kept by Paddle's rule (the biased shadow; what our BatchNorm must match), its change from the
+    initial weights (``update``), with every parameter replaced by its momentum buffer
+    (``velocity``), and PyTorch's own (unbiased) BN running variances (``torch_running_var``)."""
     import paddle
     previous = paddle.get_default_dtype()
     paddle.set_default_dtype('float64')
     try:
         _, model = ours.build(spec['config'], spec['opts'])
-        state = groups['state']
         trainable = {n for n, p in model.named_parameters() if not p.stop_gradient}
-        as_is = ours.import_reference(model, spec['source'], state)
-        paddle_rule = ours.import_reference(model, spec['source'], {**state, **groups['biased_var']})
-        init = reference_weights({k: v.shape for k, v in state.items()}, spec['weight_seed'])
+        state = groups['state']
         after = {**state, **groups['biased_var']}
-        change = ours.import_reference(model, spec['source'], {
-            k: (v - init[k] if np.issubdtype(v.dtype, np.floating) else v) for k, v in after.items()})
-        momentum = ours.import_reference(model, spec['source'], {**state, **groups['momentum']})
+
+        def converted(sd, keep=lambda k: True):
+            out = ours.import_reference(model, spec['source'], sd)
+            return {k: evidence(k, v) for k, v in out.items() if keep(k)}
+        ev = {'state': converted(after)}
+        init = reference_weights({k: v.shape for k, v in state.items()}, spec['weight_seed'])
+        ev['update'] = converted({k: (v - init[k] if v.dtype.kind == 'f' else v) for k, v in after.items()})
+        del init
+        ev['velocity'] = converted({**state, **groups['momentum']}, lambda k: k in trainable)
+        torch_var = converted(state, lambda k: k.endswith('_variance'))
     finally:
         paddle.set_default_dtype(previous)
-    ev = {'state': {k: evidence(k, v) for k, v in paddle_rule.items()},
-          'update': {k: evidence(k, v) for k, v in change.items()},
-          'velocity': {k: evidence(k, v) for k, v in momentum.items() if k in trainable}}
-    torch_var = {k: evidence(k, as_is[k]) for k in as_is
-                 if k.endswith('_variance') and not np.array_equal(as_is[k], paddle_rule[k])}
+    torch_var = {k: v for k, v in torch_var.items() if v != ev['state'][k]}
     return ev, torch_var
 
 
@@ -118,7 +119,7 @@ def torch_variance_gap(manifest, run):
     reference's true one (the manifest keeps its evidence separately)."""
     worst = 0.0
     for name, r in manifest.get('torch_running_var', {}).items():
-        worst = max(worst, relative_difference(evidence(name, run['state'][name]), r))
+        worst = max(worst, relative_difference(run['evidence']['state'][name], r))
     return worst
 
 
@@ -133,11 +134,15 @@ def make(family):
     spec.update(source=record['source'], num_classes=record['num_classes'], start_iter=record['start_iter'],
                 steps=record['steps'], batch_seed=0, weight_seed=0, batch_shape=record['batch_shape'])
     ev, torch_var = _converted_evidence(spec, groups)
-    deviations = {}
+    reference_shapes = {k: list(v.shape) for k, v in groups['state'].items()}
+    del groups
+    deviations, deviation_evidence = {}, {}
     for variant in others:
         dev_record, dev_groups, _ = _load(family, variant)
         deviations[variant] = {'cause': dev_record['variant_note'], 'losses': dev_record['losses'],
-                               'lrs': dev_record['lrs'], 'evidence': _converted_evidence(spec, dev_groups)[0]}
+                               'lrs': dev_record['lrs']}
+        deviation_evidence[variant] = _converted_evidence(spec, dev_groups)[0]
+        del dev_groups
     ours_schedule = ours.schedule(spec['config'], spec['opts'])
     manifest = {
         'family': family,
@@ -148,7 +153,7 @@ def make(family):
                                              'iters') if k in record},
         'reference_extra': {k: v for k, v in record.items() if k.startswith('note')},
         'ours': spec,
-        'reference_shapes': {k: list(v.shape) for k, v in groups['state'].items()},
+        'reference_shapes': reference_shapes,
         'reference_dropout_calls': record['dropout_calls'],
         'evidence': ev,
         'torch_running_var': torch_var,
@@ -161,12 +166,11 @@ def make(family):
     }
     run = ours.run(spec, manifest['reference_shapes'])
     measured = compare(manifest['reference'], ev, run)
-    measured['deviations'] = {name: compare(dev, dev['evidence'], run) for name, dev in deviations.items()}
+    measured['deviations'] = {name: compare(dev, deviation_evidence[name], run) for name, dev in deviations.items()}
     # our own run from initial weights perturbed in their last bits: how far rounding-sized
     # differences carry after three steps of this network, whatever the implementation
     perturbed = ours.run(dict(spec, perturb=SELF_PERTURBATION), manifest['reference_shapes'])
-    self_ev = {g: {k: evidence(k, v) for k, v in run[g].items()} for g in ('state', 'update', 'velocity')}
-    measured['self_sensitivity'] = dict(compare({'losses': run['losses'], 'lrs': run['lrs']}, self_ev, perturbed),
+    measured['self_sensitivity'] = dict(compare(run, run['evidence'], perturbed),
                                         perturbation=SELF_PERTURBATION)
     n = min(len(schedule), len(ours_schedule))
     measured['schedule'] = {
@@ -184,12 +188,61 @@ def make(family):
     measured['loadavg'] = open('/proc/loadavg').read().split()[:3]
     manifest['measured'] = measured
     path = os.path.join(MANIFESTS, f'train_step_{family}.json')
-    with open(path, 'w') as f:
-        json.dump(manifest, f, indent=1)
-        f.write('\n')
+    write_manifest(path, manifest)
     print(f'{path}: {json.dumps(measured, indent=1)}')
 
 
+def write_manifest(path, manifest):
+    """JSON with one line per tensor's evidence (the bulk), ``measured`` and ``tolerance`` indented."""
+    def compact(v):
+        return json.dumps(v, separators=(',', ':'))
+    lines = ['{']
+    for i, (key, value) in enumerate(manifest.items()):
+        end = ',' if i < len(manifest) - 1 else ''
+        if key == 'evidence':
+            lines.append(' "evidence": {')
+            for j, (group, tensors) in enumerate(value.items()):
+                lines.append(f'  {json.dumps(group)}: {{')
+                lines += [f'   {json.dumps(n)}: {compact(e)}' + (',' if t < len(tensors) - 1 else '')
+                          for t, (n, e) in enumerate(tensors.items())]
+                lines.append('  }' + (',' if j < len(value) - 1 else ''))
+            lines.append(' }' + end)
+        elif key in ('measured', 'tolerance', 'deviations'):
+            lines.append(f' {json.dumps(key)}: {json.dumps(value, indent=1)}{end}')
+        else:
+            lines.append(f' {json.dumps(key)}: {compact(value)}{end}')
+    lines.append('}')
+    with open(path, 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+
+
+def table():
+    """The figures of every manifest as the markdown table of docs/weights.md."""
+    rows = ['| family (reference) | start iter, batch | loss rel. diff, steps 1-3 | worst parameter / update | '
+            'worst BN statistics / buffer | worst momentum buffer | LR schedule max abs diff (iterations) |',
+            '| --- | --- | --- | --- | --- | --- | --- |']
+    for family in FAMILIES:
+        path = os.path.join(MANIFESTS, f'train_step_{family}.json')
+        if not os.path.exists(path):
+            continue
+        with open(path) as f:
+            m = json.load(f)
+        me, w = m['measured'], m['measured']['worst_rel_diff']
+
+        def worst(*kinds):
+            return max((w[k]['value'] for k in kinds if k in w), default=0.0)
+        rows.append(
+            f"| {family} ({m['reference']['reference']}) | {m['ours']['start_iter']}, "
+            f"{'x'.join(str(v) for v in m['ours']['batch_shape'])} | "
+            f"{', '.join(f'{x:.1e}' for x in me['loss_rel_diff'])} | "
+            f"{worst('parameter'):.1e} / {worst('parameter_update'):.1e} | "
+            f"{worst('bn_stats', 'bn_stats_update'):.1e} / {worst('buffer', 'buffer_update'):.1e} | "
+            f"{worst('momentum'):.1e} | {me['schedule']['max_abs_diff']:.1e} ({me['schedule']['iterations']}) |")
+    return '\n'.join(rows)
+
+
 if __name__ == '__main__':
-    for fam in sys.argv[1:] or list(FAMILIES):
+    if sys.argv[1:] == ['--table']:
+        print(table())
+    for fam in [a for a in sys.argv[1:] if a != '--table'] or ([] if '--table' in sys.argv else list(FAMILIES)):
         make(fam)

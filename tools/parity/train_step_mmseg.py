@@ -19,11 +19,10 @@ import types
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import train_step_reference as ref  # noqa: E402
-from train_step_common import STEPS, make_batch  # noqa: E402
+from train_step_common import STEPS, make_batch, replace_type  # noqa: E402
 
 # config, first iteration of the three steps, batch. The R-50-D8 runs take the run's last three
 # iterations (the last at eta_min) on 8 crops of 32x32: at lr 0.01 one step of a randomly
@@ -39,28 +38,15 @@ NUM_CLASSES = 19
 
 
 def _stub_mmcv_ext():
-    """mmseg's register_all_modules imports mmcv._ext (compiled ops none of these models use)."""
-    class _Stub(types.ModuleType):
-        def __getattr__(self, name):
-            if name.startswith('__'):
-                raise AttributeError(name)
-
-            def _fail(*a, **k):
-                raise RuntimeError(f'mmcv._ext.{name} is a stub (compiled mmcv ops are not installed)')
-            return _fail
-    sys.modules['mmcv._ext'] = _Stub('mmcv._ext')
-
-
-def _plain_bn(node):
-    """SyncBN -> BN everywhere in a config dict (one process; same parameters and momentum)."""
-    if isinstance(node, dict):
-        if node.get('type') == 'SyncBN':
-            node['type'] = 'BN'
-        for v in node.values():
-            _plain_bn(v)
-    elif isinstance(node, (list, tuple)):
-        for v in node:
-            _plain_bn(v)
+    """mmseg's register_all_modules imports mmcv._ext (compiled ops none of these models use):
+    a module whose every public attribute is a function that raises when called."""
+    def attribute(name):
+        if name.startswith('__'):
+            raise AttributeError(name)
+        return lambda *a, **k: sys.exit(f'mmcv._ext.{name} called: compiled mmcv ops are not installed')
+    stub = types.ModuleType('mmcv._ext')
+    stub.__getattr__ = attribute
+    sys.modules['mmcv._ext'] = stub
 
 
 def _float64_sigmoid_targets():
@@ -116,7 +102,7 @@ def run(family, variant):
     cfg_path = os.path.join(os.path.dirname(mmseg.__file__), '.mim', 'configs', config)
     cfg = Config.fromfile(cfg_path)
     model_cfg = cfg.model.to_dict()
-    _plain_bn(model_cfg)
+    replace_type(model_cfg, 'SyncBN', 'BN')  # one process: same parameters and momentum
     model_cfg.pop('pretrained', None)
     model_cfg['backbone'].pop('init_cfg', None)
     model = MODELS.build(model_cfg).double()

@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from train_step_common import DropoutMasks, make_batch, reference_weights  # noqa: E402
+from train_step_common import DropoutMasks, evidence, make_batch, reference_weights  # noqa: E402
 
 
 class PatchedDropout:
@@ -80,8 +80,9 @@ def run(spec, reference_shapes):
 
     ``spec``: the manifest's ``ours`` entry (config, opts, source, num_classes, start_iter,
     steps, batch seed, weight seed); ``reference_shapes``: ``{reference name: shape}`` of the
-    reference state dict. Returns ``{'losses', 'loss_parts', 'lrs', 'state', 'update', 'velocity',
-    'dropout_calls'}`` with numpy arrays in our names (``update``: state after - state before).
+    reference state dict. Returns ``{'losses', 'loss_parts', 'lrs', 'evidence', 'dropout_calls'}``;
+    ``evidence``: ``{'state', 'update', 'velocity'}`` of every tensor in our names
+    (``train_step_common.evidence``; ``update``: state after - state before).
     """
     from zoo.builder import build_losses, build_lr_scheduler, build_optimizer
     from zoo.engine.trainer import compute_loss
@@ -127,9 +128,12 @@ def run(spec, reference_shapes):
                 out['losses'].append(float(total))
                 out['loss_parts'].append([float(p) for p in parts])
                 out['lrs'].append(float(lr))
-        out['state'] = {k: v.numpy().astype(np.float64) for k, v in model.state_dict().items()}
-        out['update'] = {k: v - init[k] for k, v in out['state'].items()}
-        out['velocity'] = velocity(optimizer, model)
+        out['evidence'] = {'state': {}, 'update': {}}
+        for k, v in model.state_dict().items():
+            v = v.numpy().astype(np.float64)
+            out['evidence']['state'][k] = evidence(k, v)
+            out['evidence']['update'][k] = evidence(k, v - init.pop(k))
+        out['evidence']['velocity'] = {k: evidence(k, v) for k, v in velocity(optimizer, model).items()}
         out['dropout_calls'] = masks.log
         return out
     finally:

@@ -26,11 +26,10 @@ import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 import yaml  # noqa: E402
 
-from train_step_common import DropoutMasks, STEPS, make_batch, reference_weights  # noqa: E402
+from train_step_common import OUT_ROOT, STEPS, DropoutMasks, make_batch, reference_weights, save_run  # noqa: E402
 from train_step_ours import PatchedDropout, velocity  # noqa: E402
 
 FAMILY = 'deeplabv3_paddleseg'
-OUT_ROOT = os.environ.get('TRAIN_STEP_OUT', '/work/scratch/trainparity/out')
 BATCH = (8, 3, 32, 32)   # the ASPP image-pool BatchNorm normalises one value per image
 ITERS = 80000
 START_ITER = ITERS - 3   # the run's last iterations (see train_step_mmseg.py)
@@ -137,22 +136,13 @@ def run(variant):
         sched.step()
 
     state = {k: v.numpy().astype(np.float64) for k, v in model.state_dict().items()}
-    arrays = {f'state/{k}': v for k, v in state.items()}
-    arrays.update({f'momentum/{k}': v for k, v in velocity(optimizer, model).items()})
-    np.savez(os.path.join(out, 'after.npz'), **arrays)
-    np.save(os.path.join(out, 'schedule.npy'), np.asarray(schedule))
     record = {'family': FAMILY, 'reference': f'PaddleSeg {paddleseg.__version__} (paddle {paddle.__version__})',
               'config': 'configs/deeplabv3/deeplabv3_resnet50_os8_cityscapes_1024x512_80k.yml', 'source': 'paddleseg',
               'num_classes': CONFIG['model']['num_classes'], 'start_iter': START_ITER, 'steps': STEPS,
               'batch_shape': list(BATCH), 'losses': losses, 'loss_parts': parts, 'lrs': lrs, 'iters': ITERS,
-              'optimizer': str(CONFIG['optimizer']), 'variant': variant, 'variant_note': VARIANTS[variant],
-              'dropout_calls': masks.log,
-              'produced': {'by': ' '.join([os.path.relpath(sys.argv[0])] + sys.argv[1:]), 'python': sys.executable,
-                           'paddle': paddle.__version__, 'numpy': np.__version__}}
-    import json
-    with open(os.path.join(out, 'record.json'), 'w') as f:
-        json.dump(record, f, indent=1)
-    print(f'wrote {out}: losses {losses}')
+              'optimizer': str(CONFIG['optimizer']), 'variant_note': VARIANTS[variant]}
+    save_run(FAMILY, variant, state=state, momentum=velocity(optimizer, model), record=record, schedule=schedule,
+             dropout_calls=masks.log, versions={'paddle': paddle.__version__, 'paddleseg': paddleseg.__version__})
 
 
 if __name__ == '__main__':

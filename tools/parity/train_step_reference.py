@@ -6,18 +6,10 @@ the biased batch variance (Paddle's rule; PyTorch keeps the unbiased one), float
 :func:`train_step_common.reference_weights`, and the output folder layout that
 ``train_step_manifest.py`` reads.
 """
-import datetime
-import json
-import os
-import platform
-import sys
-
 import numpy as np
 import torch
 
-from train_step_common import DropoutMasks, reference_weights
-
-OUT_ROOT = os.environ.get('TRAIN_STEP_OUT', '/work/scratch/trainparity/out')
+from train_step_common import DropoutMasks, reference_weights, save_run
 
 MASKS = DropoutMasks()
 
@@ -109,22 +101,8 @@ def momentum_buffers(model, optimizer):
 
 
 def save(family, variant, *, state, momentum, biased_var, record, schedule):
-    """Write ``<OUT_ROOT>/<family>/<variant>/after.npz`` (state, momentum, biased_var) and
-    ``record.json`` plus ``schedule.npy`` (the reference scheduler's lr at every iteration of the run)."""
-    out = os.path.join(OUT_ROOT, family, variant)
-    os.makedirs(out, exist_ok=True)
-    arrays = {f'state/{k}': np.asarray(v) for k, v in state.items()}
-    arrays.update({f'momentum/{k}': v for k, v in momentum.items()})
-    arrays.update({f'biased_var/{k}': v for k, v in biased_var.items()})
-    np.savez(os.path.join(out, 'after.npz'), **arrays)
-    np.save(os.path.join(out, 'schedule.npy'), np.asarray(schedule, dtype=np.float64))
-    record = dict(record, variant=variant, variant_note=record.get('variant_note', VARIANTS.get(variant)))
-    record['dropout_calls'] = MASKS.log
+    """:func:`train_step_common.save_run` with this process's dropout calls and torch version."""
+    record = dict(record, variant_note=record.get('variant_note', VARIANTS.get(variant)))
+    save_run(family, variant, state=state, momentum=momentum, biased_var=biased_var, record=record,
+             schedule=schedule, dropout_calls=MASKS.log, versions={'torch': torch.__version__})
     MASKS.log = []
-    record['produced'] = {
-        'by': ' '.join([os.path.relpath(sys.argv[0])] + sys.argv[1:]), 'python': sys.executable,
-        'torch': torch.__version__, 'numpy': np.__version__, 'platform': platform.platform(),
-        'date': datetime.date.today().isoformat()}
-    with open(os.path.join(out, 'record.json'), 'w') as f:
-        json.dump(record, f, indent=1)
-    print(f'wrote {out}: losses {record["losses"]}')

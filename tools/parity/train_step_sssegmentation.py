@@ -9,9 +9,9 @@ torchvision stubbed), with the release's configs from its source tree (commit a1
 BatchNorm2d (one process), no ImageNet download; float64. The loop is sssegmentation's
 ``train.py``: ``scheduler.updatelr()``, ``zero_grad``, ``segmentor(data_meta, learning_rate=...,
 epoch=...)`` (the memory update happens inside, before the losses), ``backward``,
-``scheduler.step()``. It runs the last three iterations of the run (1263 per epoch: 20210 // 16), where
-the memory loss (``epoch > 1``) is on. sssegmentation marks ignored pixels -100; the batch's 255s are given as -100. Variants:
-``paddle_kernel`` (what ours must equal: float32 kernel scalars, memory updated on a copy),
+``scheduler.step()``. It runs the last three iterations of the run (1263 per epoch: 20210 // 16),
+where the memory loss (``epoch > 1``) is on. sssegmentation marks ignored pixels -100; the batch's
+255s are given as -100. Variants: ``paddle_kernel`` (what ours must equal: float32 kernel scalars, memory updated on a copy),
 ``exact`` (the config's doubles), ``in_place_memory`` (the published in-place memory update).
 """
 import copy
@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import train_step_reference as ref  # noqa: E402
-from train_step_common import IGNORE_INDEX, STEPS, make_batch  # noqa: E402
+from train_step_common import IGNORE_INDEX, STEPS, make_batch, replace_type  # noqa: E402
 
 FAMILY = 'mcibi'
 CONFIG = 'ssseg.configs.mcibi.mcibi_deeplabv3_resnet50os8_ade20k'
@@ -67,17 +67,6 @@ def _memory_updates(in_place):
     FeaturesMemory.update = original if in_place else update_a_copy
 
 
-def _plain_bn(node):
-    if isinstance(node, dict):
-        if node.get('type') == 'SyncBatchNorm':
-            node['type'] = 'BatchNorm2d'
-        for v in node.values():
-            _plain_bn(v)
-    elif isinstance(node, (list, tuple)):
-        for v in node:
-            _plain_bn(v)
-
-
 def _scheduler(optimizer, cfg):
     from ssseg.modules import BuildScheduler
     sched_cfg = copy.deepcopy(cfg['scheduler'])
@@ -103,7 +92,7 @@ def run(variant):
     from ssseg.modules import BuildOptimizer, BuildSegmentor, SSSegInputStructure
 
     cfg = copy.deepcopy(importlib.import_module(CONFIG).SEGMENTOR_CFG)
-    _plain_bn(cfg)
+    replace_type(cfg, 'SyncBatchNorm', 'BatchNorm2d')  # one process: same parameters and momentum
     cfg['backbone']['pretrained'] = False
     model = BuildSegmentor(segmentor_cfg=copy.deepcopy(cfg), mode='TRAIN').double()
     ref.load_weights(model)
