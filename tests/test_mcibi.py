@@ -506,7 +506,7 @@ def test_sssegmentation_vit_large_checkpoint_fills_the_models(vit_large_models):
 
 def test_vit_large_configs_recipes(vit_large_models):
     from zoo.builder import build_losses
-    from zoo.engine.optim import _param_groups
+    from zoo.optim.optimizers import param_groups
     facts = {'ade20k': (150, 0.01, 1.0e-4, 164190, 0.01, True, [1, 6, 12, 18]),
              'cocostuff10k': (182, 0.001, 1.0e-5, 61820, 9.0e-4, False, [1, 12, 24, 36])}
     assert sorted(vit_large_models) == sorted(facts)
@@ -530,7 +530,7 @@ def test_vit_large_configs_recipes(vit_large_models):
         assert losses['coef'] == [1.0, 0.4, 0.4, 0.4, 0.4] + ([1.0] if mem_loss else [])
         assert model.output_names[2:5] == ['aux1', 'aux2', 'aux3'] and len(model.auxiliary_decoder) == 3
         # the reference's params_rules: backbone_net x0.1; the head's LayerNorms (outside it there) x1
-        mult = {n: lr_mult for n, _, lr_mult, _ in _param_groups(model, cfg.dic['optimizer'])}
+        mult = {n: lr_mult for n, _, lr_mult, _ in param_groups(model, cfg.dic['optimizer'])}
         assert mult['backbone.layers.0.attn.attn.in_proj_weight'] == pytest.approx(0.1)
         assert mult['backbone.norm_layers.2.weight'] == pytest.approx(1.0)
         assert mult['auxiliary_decoder.2.9.weight'] == 1.0 and mult['decoder_stage2.4.weight'] == 1.0

@@ -129,3 +129,23 @@ def test_save_checkpoint_never_writes_a_nonfinite_state(tiny_root, tmp_path):
     with pytest.raises(TrainingDiverged, match=r'model cls.weight.*nothing saved'):
         t.save_checkpoint(1, -1.0)
     assert os.listdir(tmp_path) == []
+
+
+def test_resumed_run_tells_the_model_its_iteration(tiny_root, tmp_path):
+    """A model whose training depends on the iteration (MCIBI's memory loss starts after a given
+    one) hears it before the first step of a resumed run: train_step_hook(labels=None, ...)."""
+    save = str(tmp_path)
+    t = Trainer(Config(tiny_config(tiny_root, iters=6)), save_dir=save, seed=3, save_interval=3)
+    t.iters = 3
+    t.train()
+    calls = []
+    t = Trainer(Config(tiny_config(tiny_root, iters=6)), save_dir=save, seed=3,
+                resume_model=os.path.join(save, 'iter_3'))
+    build = t._build
+
+    def build_with_hook():
+        build()
+        t.model.train_step_hook = lambda labels, lr, iteration: calls.append((labels is None, iteration))
+    t._build = build_with_hook
+    t.train()
+    assert calls == [(True, 3), (False, 4), (False, 5), (False, 6)]

@@ -8,14 +8,17 @@ import difflib
 import inspect
 
 from .utils.config import Config, type_name, value_matches
-from .utils.errors import ZooError
-from .utils.registry import DATASETS, LOSSES, MODELS, lookup_any
+from .utils.errors import ConfigError, ZooError
+from .utils.registry import DATASETS, LOSSES, LR_SCHEDULERS, MODELS, OPTIMIZERS, lookup_any
 
 _PLAIN_TYPES = (int, float, str, bool, list, tuple, dict)
+# string annotations (``from __future__ import annotations``, as in paddle.optimizer.lr)
+_NAMED_TYPES = {t.__name__: t for t in _PLAIN_TYPES}
 
 
 def _expected_type(param):
-    ann = param.annotation
+    ann = _NAMED_TYPES.get(param.annotation, param.annotation) if isinstance(param.annotation, str) \
+        else param.annotation
     if ann in _PLAIN_TYPES:
         return list if ann is tuple else ann
     default = param.default
@@ -44,10 +47,18 @@ def _signature(obj):
     return named, has_var_kw
 
 
+def _common_params(registry):
+    """The keyword parameters every entry of ``registry`` accepts (``Registry.set_common``)."""
+    if registry is None or registry.common is None:
+        return {}
+    return _signature(registry.common)[0]
+
+
 def check_component(node, key, cfg, registry=None, provided=()):
     """Check a ``type:`` dict (recursively) against its class; return the class.
 
     ``provided`` names constructor arguments the builder fills itself (e.g. num_classes).
+    Keys of the registry's common options (:meth:`Registry.set_common`) are accepted too.
     """
     if not isinstance(node, dict):
         raise cfg.error(key, f'expected a mapping with a "type" key, got {node!r}')
@@ -56,6 +67,7 @@ def check_component(node, key, cfg, registry=None, provided=()):
     where = cfg.where(f'{key}.type')
     cls = registry.get(node['type'], where) if registry is not None else lookup_any(node['type'], where)
     named, has_var_kw = _signature(cls)
+    named = {**_common_params(registry), **named}
     for arg, value in node.items():
         if arg == 'type':
             continue
@@ -77,7 +89,7 @@ def check_component(node, key, cfg, registry=None, provided=()):
                 raise cfg.error(sub, f'{node["type"]}.{arg} expects {type_name(expected)}, got {value!r}')
     for name, p in named.items():
         if p.default is inspect.Parameter.empty and name not in node and name not in provided:
-            raise cfg.error(key, f'missing required key {name!r} for {node["type"]}')
+            raise cfg.error(f'{key}.{name}', f'missing required key {name!r} for {node["type"]}')
     return cls
 
 
@@ -90,12 +102,34 @@ def _build_value(value):
 
 
 def _instantiate(node, registry=None, **extra):
+    """Build a checked ``type:`` dict; ``extra`` fills the parameters the class has and the node omits."""
     node = copy.deepcopy(node)
     cls = registry[node.pop('type')] if registry is not None else lookup_any(node.pop('type'))
     kwargs = {k: _build_value(v) for k, v in node.items()}
+    named, has_var_kw = _signature(cls)
     for k, v in extra.items():
-        kwargs.setdefault(k, v)
+        if k in named or has_var_kw:
+            kwargs.setdefault(k, v)
     return cls(**kwargs)
+
+
+def _split_common(node, registry):
+    """``(own type: dict, common options)`` of a checked node (own parameters win a name clash)."""
+    own_names = _signature(registry[node['type']])[0]
+    common_names = _common_params(registry)
+    own = {k: v for k, v in node.items() if k == 'type' or k in own_names or k not in common_names}
+    return own, {k: v for k, v in node.items() if k not in own}
+
+
+def _in_file(cfg, build):
+    """Run ``build()``; a ConfigError naming a key (``section.key: ...``) gets the file that set it."""
+    try:
+        return build()
+    except ConfigError as e:
+        key, sep, rest = str(e).partition(': ')
+        if sep and ' ' not in key and cfg.get(key.split('.')[0]) is not None:
+            raise ConfigError(f'{cfg.where(key)}: {rest}') from None
+        raise
 
 
 def as_config(config, **overrides):
@@ -188,6 +222,45 @@ def build_losses(config):
     return {'types': [_instantiate(t, LOSSES) for t in types], 'coef': [float(c) for c in coef]}
 
 
+# -- optimizer and learning-rate schedule -----------------------------------------------
+
+def _lr_scheduler_parts(cfg):
+    cfg.require('lr_scheduler', 'iters')
+    node = cfg.dic['lr_scheduler']
+    check_component(node, 'lr_scheduler', cfg, LR_SCHEDULERS, provided=('iters',))
+    own, common = _split_common(node, LR_SCHEDULERS)
+    warmup = _in_file(cfg, lambda: LR_SCHEDULERS.common(iters=cfg.iters, **common))
+    return own, warmup
+
+
+def build_lr_scheduler(config):
+    """The per-iteration lr schedule of ``lr_scheduler:`` (zoo/optim/lr.py), warmup included."""
+    cfg = as_config(config)
+    own, warmup = _lr_scheduler_parts(cfg)
+    try:
+        schedule = _in_file(cfg, lambda: _instantiate(own, LR_SCHEDULERS, iters=warmup.schedule_iters))
+    except (TypeError, ValueError) as e:  # raised by a paddle.optimizer.lr class on a bad value
+        raise cfg.error('lr_scheduler', f'{own["type"]}: {e}') from None
+    return warmup.wrap(schedule)
+
+
+def _optimizer_parts(cfg):
+    cfg.require('optimizer')
+    node = cfg.dic['optimizer']
+    check_component(node, 'optimizer', cfg, OPTIMIZERS)
+    own, common = _split_common(node, OPTIMIZERS)
+    optimizer = _in_file(cfg, lambda: _instantiate(own, OPTIMIZERS))
+    rules = _in_file(cfg, lambda: OPTIMIZERS.common(**common))
+    _in_file(cfg, lambda: optimizer.check(rules))
+    return optimizer, rules
+
+
+def build_optimizer(config, model, lr_scheduler):
+    """The ``optimizer:`` of a config over ``model``'s parameters (zoo/optim/optimizers.py)."""
+    optimizer, rules = _optimizer_parts(as_config(config))
+    return optimizer.build(model, lr_scheduler, rules)
+
+
 def validate_config(config, for_training=True):
     """Check every component of a config without building it (fails fast, one line)."""
     cfg = as_config(config)
@@ -200,6 +273,6 @@ def validate_config(config, for_training=True):
     if for_training:
         cfg.require('train_dataset', 'iters', 'loss', 'optimizer', 'lr_scheduler')
         build_losses(cfg)
-        from .engine.optim import check_optim_config
-        check_optim_config(cfg)
+        _optimizer_parts(cfg)
+        build_lr_scheduler(cfg)
     return cfg

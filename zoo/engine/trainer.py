@@ -22,7 +22,7 @@ import numpy as np
 import paddle
 import paddle.distributed as dist
 
-from ..builder import as_config, build_dataset, build_losses, build_model
+from ..builder import as_config, build_dataset, build_losses, build_lr_scheduler, build_model, build_optimizer
 from ..utils.atomic import atomic_dir, clean_leftovers, remove_dir
 from ..utils.checkpoint import load_file, load_state_dict_checked, require_finite
 from ..utils.cli import set_device
@@ -32,7 +32,6 @@ from ..utils.lock import SaveDirLock
 from ..utils.logger import logger, stop_log_to_file
 from ..utils.quiet import init_parallel_env
 from .guard import DivergenceGuard, TrainingDiverged  # noqa: F401  (TrainingDiverged: re-exported)
-from .optim import build_lr_scheduler, build_optimizer
 from .progress import StepTimer, fmt_duration
 from .run_files import broadcast_buffers, open_run_files
 from .sampler import TrainBatchSampler
@@ -347,6 +346,8 @@ class Trainer:
         loader = iter(self._loader(start_iter))
         self.model.train()
         hook = getattr(self.model, 'train_step_hook', None)
+        if hook is not None and start_iter:  # a resumed run: the model learns where it is (MCIBI's memory loss)
+            hook(labels=None, lr=self.optimizer.get_lr(), iteration=start_iter)
         iteration = start_iter
         stats = {'loss': 0.0, 'n': 0, 'reader': 0.0, 'batch': 0.0, 'parts': None}
         timer = StepTimer()

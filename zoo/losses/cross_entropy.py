@@ -12,16 +12,24 @@ from ..utils.registry import LOSSES
 _EPS = 1e-8
 
 
+def loss_dtype(logits):
+    """float64 for float64 logits (parity checks), float32 otherwise (fp16/bf16 logits included)."""
+    return 'float64' if logits.dtype == paddle.float64 else 'float32'
+
+
 def _pixel_ce(logits, label, ignore_index, weight=None):
-    """Per-pixel CE [N, H, W] (0 at ignored pixels) and the valid-pixel mask (float32)."""
+    """Per-pixel CE [N, H, W] (0 at ignored pixels) and the valid-pixel mask, in :func:`loss_dtype`."""
     if logits.shape[-2:] != label.shape[-2:] and -1 not in logits.shape[-2:]:
         raise ValueError(f'logits {logits.shape} and label {label.shape} differ in size')
     logits_nhwc = logits.transpose([0, 2, 3, 1])
     lab = label.astype('int64').unsqueeze(-1)
-    loss = F.cross_entropy(logits_nhwc, lab, weight=weight, ignore_index=ignore_index,
+    dtype = loss_dtype(logits)
+    if weight is not None:
+        weight = weight.astype(dtype)
+    loss = F.cross_entropy(logits_nhwc.astype(dtype), lab, weight=weight, ignore_index=ignore_index,
                            reduction='none', axis=-1).squeeze(-1)
-    mask = (label != ignore_index).astype('float32')
-    return loss.astype('float32') * mask, mask
+    mask = (label != ignore_index).astype(dtype)
+    return loss * mask, mask
 
 
 def _check_weight(weight, name):
@@ -59,9 +67,10 @@ class CrossEntropyLoss(nn.Layer):
     def _sigmoid_forward(self, logits, label):
         valid = (label != self.ignore_index)
         safe = paddle.where(valid, label.astype('int64'), paddle.zeros_like(label, dtype='int64'))
-        onehot = F.one_hot(safe, logits.shape[1]).transpose([0, 3, 1, 2]).astype('float32')
-        mask = valid.astype('float32').unsqueeze(1)
-        loss = F.binary_cross_entropy_with_logits(logits.astype('float32'), onehot, reduction='none') * mask
+        dtype = loss_dtype(logits)
+        onehot = F.one_hot(safe, logits.shape[1]).transpose([0, 3, 1, 2]).astype(dtype)
+        mask = valid.astype(dtype).unsqueeze(1)
+        loss = F.binary_cross_entropy_with_logits(logits.astype(dtype), onehot, reduction='none') * mask
         if self.avg_non_ignore:
             return loss.sum() / (mask.sum() * logits.shape[1] + _EPS)
         return loss.mean()
@@ -74,7 +83,8 @@ class CrossEntropyLoss(nn.Layer):
             return loss.mean()
         if self.weight is not None:
             safe = paddle.where(mask > 0, label.astype('int64'), paddle.zeros_like(label, dtype='int64'))
-            denom = (paddle.gather(self.weight, safe.flatten()).reshape(safe.shape) * mask).sum()
+            weight = self.weight.astype(mask.dtype)
+            denom = (paddle.gather(weight, safe.flatten()).reshape(safe.shape) * mask).sum()
         else:
             denom = mask.sum()
         return loss.sum() / (denom + _EPS)
@@ -99,7 +109,7 @@ class OhemCrossEntropyLoss(nn.Layer):
     def forward(self, logits, label):
         loss, mask = _pixel_ce(logits, label, self.ignore_index, self.weight)
         with paddle.no_grad():
-            prob = F.softmax(logits.astype('float32'), axis=1)
+            prob = F.softmax(logits.astype(loss_dtype(logits)), axis=1)
             safe = paddle.where(mask > 0, label.astype('int64'), paddle.zeros_like(label, dtype='int64'))
             gt_prob = paddle.take_along_axis(prob, safe.unsqueeze(1), axis=1).squeeze(1)
             gt_prob = paddle.where(mask > 0, gt_prob, paddle.ones_like(gt_prob))  # ignored never kept
@@ -110,5 +120,5 @@ class OhemCrossEntropyLoss(nn.Layer):
                 k = min(self.min_kept, n_valid) - 1
                 kth = paddle.sort(flat)[k]
                 threshold = max(threshold, float(kth))
-            keep = (gt_prob <= threshold).astype('float32') * mask
+            keep = (gt_prob <= threshold).astype(mask.dtype) * mask
         return (loss * keep).sum() / (keep.sum() + _EPS)

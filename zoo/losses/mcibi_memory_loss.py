@@ -16,8 +16,9 @@ class MCIBIMemoryLoss(nn.Layer):
 
     def forward(self, logits, label=None):
         n, k = logits.shape[0], logits.shape[1]
+        dtype = 'float64' if logits.dtype == paddle.float64 else 'float32'
         if n == 0:
-            return paddle.zeros([], 'float32')
+            return paddle.zeros([], dtype)
         per_class = n // k
         target = paddle.arange(k, dtype='int64').unsqueeze(1).expand([k, per_class]).reshape([-1, 1])
-        return F.cross_entropy(logits.reshape([n, k]).astype('float32'), target, reduction='mean')
+        return F.cross_entropy(logits.reshape([n, k]).astype(dtype), target, reduction='mean')

@@ -257,7 +257,7 @@ class MCIBI(Segmentor):
         """``decoder_stage2`` on every memory entry: [K * F, num_classes, 1, 1] (empty before
         ``memory_loss_start_iter``, so the loss is 0 and decoder_stage2's BN is untouched)."""
         if self._iteration + 1 <= self.memory_loss_start_iter:
-            return paddle.zeros([0, self.num_classes, 1, 1], 'float32')
+            return paddle.zeros([0, self.num_classes, 1, 1], self.memory_module.memory.dtype)
         mem = self.memory_module.memory.detach()
         return self.decoder_stage2(mem.reshape([-1, mem.shape[-1], 1, 1]))
 

@@ -116,17 +116,18 @@ class FeaturesMemory(nn.Layer):
         batch's full-resolution features at once.
         """
         K, Fm, C = self.num_classes, self.num_feats_per_cls, self.feats_channels
-        memory = self.memory.astype('float32')
-        features = features.astype('float32')
+        dtype = 'float64' if self.memory.dtype == paddle.float64 else 'float32'  # float64: parity runs
+        memory = self.memory.astype(dtype)
+        features = features.astype(dtype)
         labels = labels.astype('int64')
         if labels.ndim == 4:
             labels = labels.squeeze(1)
         size = labels.shape[-2:]
-        sum_feats = paddle.zeros([K, C], 'float32')
-        counts = paddle.zeros([K], 'float32')
-        w_feats = paddle.zeros([K * Fm, C], 'float32')   # sum (1 - cos) * f per (class, slot)
-        w_sums = paddle.zeros([K * Fm], 'float32')       # sum (1 - cos) per (class, slot)
-        slot_counts = paddle.zeros([K * Fm], 'float32')
+        sum_feats = paddle.zeros([K, C], dtype)
+        counts = paddle.zeros([K], dtype)
+        w_feats = paddle.zeros([K * Fm, C], dtype)   # sum (1 - cos) * f per (class, slot)
+        w_sums = paddle.zeros([K * Fm], dtype)       # sum (1 - cos) per (class, slot)
+        slot_counts = paddle.zeros([K * Fm], dtype)
         mem_unit = F.normalize(memory, axis=-1)          # for slot assignment (F > 1)
         mem_norm = paddle.linalg.norm(memory, axis=-1)   # [K, F]
         for i in range(features.shape[0]):
@@ -137,7 +138,7 @@ class FeaturesMemory(nn.Layer):
                 continue
             f = paddle.gather(f, keep)                   # [P, C]
             lab = paddle.gather(lab, keep)               # [P]
-            ones = paddle.ones([lab.shape[0]], 'float32')
+            ones = paddle.ones([lab.shape[0]], dtype)
             sum_feats = paddle.index_add(sum_feats, lab, 0, f)
             counts = paddle.index_add(counts, lab, 0, ones)
             if strategy == 'mean':
@@ -159,7 +160,7 @@ class FeaturesMemory(nn.Layer):
             slot_counts = paddle.index_add(slot_counts, flat, 0, ones)
         new = self._fold(memory.numpy(), sum_feats.numpy(), counts.numpy(), w_feats.numpy().reshape(K, Fm, C),
                          w_sums.numpy().reshape(K, Fm), slot_counts.numpy().reshape(K, Fm), momentum, strategy)
-        new = paddle.to_tensor(new, dtype='float32')
+        new = paddle.to_tensor(new, dtype=dtype)
         if paddle.distributed.get_world_size() > 1:
             paddle.distributed.all_reduce(new)
             new = new / paddle.distributed.get_world_size()

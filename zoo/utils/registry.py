@@ -15,6 +15,16 @@ class Registry:
     def __init__(self, kind):
         self.kind = kind
         self._items = {}
+        self.common = None
+
+    def set_common(self, fn):
+        """Keyword options every entry accepts besides its own constructor's (the optimizers'
+        parameter-group rules, the schedulers' warmup): ``fn``'s keyword parameters are
+        checked by the builder like the entry's, and ``type:`` dicts may mix the two."""
+        if self.common is not None and self.common is not fn:
+            raise KeyError(f'{self.kind} registry already has common options {self.common.__name__}')
+        self.common = fn
+        return fn
 
     def register(self, obj=None, *, name=None):
         def _add(o):
@@ -50,6 +60,8 @@ HEADS = Registry('head')
 DATASETS = Registry('dataset')
 TRANSFORMS = Registry('transform')
 LOSSES = Registry('loss')
+OPTIMIZERS = Registry('optimizer')
+LR_SCHEDULERS = Registry('lr_scheduler')
 
 ALL_REGISTRIES = (MODELS, BACKBONES, HEADS, DATASETS, TRANSFORMS, LOSSES)
 
