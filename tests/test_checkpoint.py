@@ -401,3 +401,14 @@ def test_lock_refuses_a_live_run_and_takes_over_a_dead_one(tmp_path, caplog):
     json.dump({'host': 'elsewhere', 'pid': 1, 'since': 'then'}, open(os.path.join(save_dir, '.lock'), 'w'))
     with pytest.raises(lock.SaveDirLocked, match=r'another machine .* delete .*\.lock'):
         lock.SaveDirLock(save_dir).acquire()
+
+
+def test_atomic_dir_never_replaces_a_file_with_a_folder(tmp_path):
+    """``export.py --save_dir notes.txt`` must not swap the user's file for an export folder."""
+    target = tmp_path / 'notes.txt'
+    target.write_text('keep me')
+    with pytest.raises(atomic.WriteError, match='it is a file, not a folder'):
+        with atomic.atomic_dir(str(target), 'export folder'):
+            raise AssertionError('nothing may be written')
+    assert target.read_text() == 'keep me'
+    assert sorted(os.listdir(tmp_path)) == ['notes.txt']

@@ -182,6 +182,7 @@ def _broken(exported, tmp_path, edit):
     ('missing_image', 'does not exist'),
     ('wrong_shape', 'exported for input_shape'),
     ('mismatched_params', 'not the file this deploy.yaml was exported with'),
+    ('classes_beyond_num_classes', 'but num_classes is 1'),
 ])
 def test_bad_input_fails_in_one_line(case, expect, exported, tmp_path):
     root, _, _ = exported
@@ -216,6 +217,9 @@ def test_bad_input_fails_in_one_line(case, expect, exported, tmp_path):
         other = tmp_path / 'other'
         export_model(Config({'model': {'type': 'DeployTestNet', 'num_classes': 9}}), str(other))
         cfg_path = _broken(exported, tmp_path, lambda d: shutil.copy(other / 'model.pdiparams', d / 'model.pdiparams'))
+    elif case == 'classes_beyond_num_classes':  # a hand-written deploy.yaml (no sha256) over another model
+        cfg_path = _broken(exported, tmp_path, yaml_edit(lambda y: (y['Deploy'].pop('sha256', None),
+                                                                    y['Deploy'].update(num_classes=1))))
     r = run_cli('--config', cfg_path, '--image_path', image, '--save_dir', tmp_path / 'out')
     assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
     lines = r.stderr.strip().splitlines()
@@ -310,6 +314,7 @@ def test_overlays_keep_the_input_format(color_export, tmp_path):
     (['--precision', 'int8'], False, 'tools/quant.py'),
     (['--backend', 'onnxruntime', '--precision', 'bf16'], False, 'no bf16'),
     (['--precision', 'fp16'], False, 'GPU'),
+    (['--device', 'gpu'], False, 'no CUDA'),  # a CPU build: said, not silently run on the CPU
 ])
 def test_paddleseg_flag_spellings_and_unsupported_paths(flags, ok, expect, color_export, tmp_path):
     root, _, _ = color_export

@@ -414,6 +414,8 @@ CASES = [
     Case('export_nan_weights', 'export.py', EXPORT, ['model.pdparams', 'NaN/inf'], weights_nan),
     Case('export_block_typo_at_export', 'export.py', EXPORT + ['--opts', 'export.input_shap=[1,3,32,32]'],
          ['export.input_shap']),
+    Case('export_save_dir_is_a_file', 'export.py', EXPORT, ['export folder', 'is a file'],
+         lambda c: {'out': str((c.tmp / 'out').write_text('x') and c.tmp / 'out')}, nothing_in=()),
     # convert_weights.py
     Case('convert_output_is_a_folder', 'convert_weights.py', CONVERT + ['--input', '{weights}', '--output', '{outdir}'],
          ['--output', 'is a folder'], convert_config, nothing_in=('{outdir}',)),

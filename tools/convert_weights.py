@@ -19,18 +19,17 @@ allow-list unpickler; weights holding NaN/inf are refused. The output is written
 (mode from the umask, like any new file) and loads with
 ``model.pretrained: OUT.pdparams`` or ``--model_path``.
 """
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from zoo.utils.cli import main_wrapper  # noqa: E402
+from zoo.utils.cli import ArgumentParser, main_wrapper  # noqa: E402
 
 
 def parse_args(argv=None):
     from zoo.models.convert import SOURCES
-    p = argparse.ArgumentParser(description='Convert a foreign checkpoint into this zoo\'s names.')
+    p = ArgumentParser(description='Convert a foreign checkpoint into this zoo\'s names.')
     p.add_argument('--from', dest='source', choices=sorted(SOURCES),
                    help='project the checkpoint comes from (default: the weights table, else detected from its keys)')
     p.add_argument('--config', help='YAML config of the target model')

@@ -8,17 +8,16 @@ Writes ``model.json`` (Paddle 3 / PIR; ``model.pdmodel`` on older Paddle) + ``mo
 + ``deploy.yaml`` (and ``model.onnx`` with ``--format onnx``) into ``--save_dir``; serve them
 with ``deploy/python/infer.py --config <save_dir>/deploy.yaml``.
 """
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from zoo.utils.cli import main_wrapper  # noqa: E402
+from zoo.utils.cli import ArgumentParser, main_wrapper  # noqa: E402
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description='Export a model to a static graph + deploy.yaml.')
+    p = ArgumentParser(description='Export a model to a static graph + deploy.yaml.')
     p.add_argument('--config', required=True, help='YAML config file')
     p.add_argument('--model_path', default=None, help='trained weights (model.pdparams)')
     p.add_argument('--save_dir', default='output/inference_model', help='output folder')

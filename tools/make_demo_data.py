@@ -6,7 +6,6 @@
 Prints the summary, the class pixel frequencies and the val mIoU of always predicting the
 most frequent class (the floor any trained model must beat).
 """
-import argparse
 import os
 import sys
 
@@ -14,11 +13,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from zoo.datasets.meta import DEMO_CLASSES  # noqa: E402
 from zoo.datasets.prepare.demo import generate_demo_dataset, majority_baseline  # noqa: E402
-from zoo.utils.cli import main_wrapper  # noqa: E402
+from zoo.utils.cli import ArgumentParser, main_wrapper  # noqa: E402
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p = ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--root', default='data/demo', help='output folder (default: data/demo)')
     p.add_argument('--num_train', type=int, default=500)
     p.add_argument('--num_val', type=int, default=60)

@@ -8,17 +8,16 @@ Writes a complete export folder (the fp32 programs, ``model.onnx``) plus ``model
 named in ``deploy.yaml`` as ``onnx_int8``; serve it with
 ``deploy/python/infer.py --config <save_dir>/deploy.yaml --precision int8 --backend onnxruntime|openvino``.
 """
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from zoo.utils.cli import main_wrapper  # noqa: E402
+from zoo.utils.cli import ArgumentParser, main_wrapper  # noqa: E402
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description='Quantize a trained model to int8 (QDQ ONNX) calibrated on training images.')
+    p = ArgumentParser(description='Quantize a trained model to int8 (QDQ ONNX) calibrated on training images.')
     p.add_argument('--config', required=True, help='YAML config file (its train_dataset calibrates)')
     p.add_argument('--model_path', required=True, help='trained weights (model.pdparams)')
     p.add_argument('--calib_images', type=int, default=100, help='training images to calibrate on (default 100)')

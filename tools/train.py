@@ -3,17 +3,16 @@
 Distributed: ``python -m paddle.distributed.launch --gpus 0,1,2,3 tools/train.py --config ...``
 (``--nproc_per_node 2`` with ``--device cpu`` runs two CPU processes).
 """
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from zoo.utils.cli import add_verbose_arg, main_wrapper  # noqa: E402
+from zoo.utils.cli import ArgumentParser, add_verbose_arg, main_wrapper  # noqa: E402
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description='Train a segmentation model.')
+    p = ArgumentParser(description='Train a segmentation model.')
     p.add_argument('--config', required=True, help='YAML config file')
     p.add_argument('--opts', nargs='+', default=[], help='overrides: key.subkey=value ...')
     p.add_argument('--iters', type=int, help='total iterations (overrides iters)')

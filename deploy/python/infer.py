@@ -248,6 +248,23 @@ def preprocess(img, transforms):
     return np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.float32)
 
 
+def check_classes(output, cfg):
+    """The network's output must fit deploy.yaml's ``num_classes``: a params file of another
+    model (a deploy.yaml without ``sha256``) otherwise gives class ids the model does not have."""
+    k = cfg.num_classes
+    if k is None:
+        return
+    k = int(k)
+    if cfg.output_op == 'argmax':
+        top = int(np.max(output)) if np.size(output) else 0
+        if top >= k or (np.size(output) and int(np.min(output)) < 0):
+            raise DeployError(f'{cfg.path}: the model predicted class {top} but num_classes is {k}: the program or '
+                              'params are not the ones this deploy.yaml describes; re-export or copy the whole folder')
+    elif np.ndim(output) != 4 or np.shape(output)[1] != k:
+        raise DeployError(f'{cfg.path}: the model gives {np.shape(output)} ({cfg.output_op}) but num_classes is {k}: '
+                          'the program or params are not the ones this deploy.yaml describes')
+
+
 def postprocess(output, sizes, output_op):
     """Network output for a batch -> list of HxW int32 label maps at the original sizes.
 
@@ -364,6 +381,11 @@ class Predictor:
             raise DeployError(f'--device: expected cpu or gpu, got {device!r}')
         if precision not in PRECISIONS:
             raise DeployError(f'--precision: expected one of {", ".join(PRECISIONS)}, got {precision!r}')
+        if device == 'gpu' and backend == 'paddle':
+            import paddle
+            if not paddle.device.is_compiled_with_cuda():
+                raise DeployError('--device gpu: this Paddle build has no CUDA support '
+                                  '(install a GPU build of paddlepaddle or use --device cpu)')
         if use_trt and (device != 'gpu' or backend != 'paddle'):
             raise DeployError('--use_trt needs --backend paddle --device gpu (TensorRT runs on NVIDIA GPUs)')
         self._check_precision(backend, device, precision, enable_mkldnn)
@@ -495,6 +517,9 @@ class Predictor:
         # initializer" line per constant its optimizer folds away (65 for Fast-SCNN), all harmless
         opts.log_severity_level = 3
         providers = ['CUDAExecutionProvider', 'CPUExecutionProvider'] if device == 'gpu' else ['CPUExecutionProvider']
+        if device == 'gpu' and 'CUDAExecutionProvider' not in ort.get_available_providers():
+            raise DeployError('--device gpu: this onnxruntime has no CUDA provider '
+                              '(pip install onnxruntime-gpu, or use --device cpu)')
         try:
             self.session = ort.InferenceSession(self._onnx_file(), opts, providers=providers)
         except Exception as e:
@@ -597,6 +622,7 @@ def predict_images(predictor, images, batch_size=1, timer=None):
             t1 = time.perf_counter()
             out = predictor.run(np.stack([b[1] for b in batch]))
             t2 = time.perf_counter()
+            check_classes(out, cfg)
             labels = postprocess(out, [b[2] for b in batch], cfg.output_op)
             t3 = time.perf_counter()
             if timer:
@@ -782,8 +808,15 @@ def evaluate_dataset(predictor, dataset_config, opts=None, limit=None):
 
 # -- command line ---------------------------------------------------------------------
 
+class _ArgumentParser(argparse.ArgumentParser):
+    """One-line flag errors (``error: ...``, exit 2), as the other errors here."""
+
+    def error(self, message):
+        self.exit(2, f'error: {message} (see {self.prog} --help)\n')
+
+
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description='Segment images with an exported model '
+    p = _ArgumentParser(description='Segment images with an exported model '
                                             '(Paddle Inference / ONNX Runtime / OpenVINO).')
     p.add_argument('--config', required=True, help='deploy.yaml written by tools/export.py')
     p.add_argument('--image_path', default=None, help='an image or a folder of images')

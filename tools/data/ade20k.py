@@ -2,7 +2,6 @@
 
     python tools/data/ade20k.py data/ADEChallengeData2016 --nproc 8
 """
-import argparse
 import os
 import sys
 
@@ -10,10 +9,11 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..',
 
 from zoo.datasets.prepare.ade20k import prepare_ade20k  # noqa: E402
 from zoo.datasets.prepare.common import run_cli  # noqa: E402
+from zoo.utils.cli import ArgumentParser  # noqa: E402
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('root', help='the ADEChallengeData2016 folder')
     p.add_argument('--nproc', type=int, default=1, help='worker processes')
     p.add_argument('--no-check-labels', action='store_true', help='skip reading every annotation')

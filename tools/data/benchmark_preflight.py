@@ -9,7 +9,6 @@ Cityscapes layout: ``--unique`` samples drawn by the demo generator (zoo/dataset
 time, the CPU seconds of the scan (main process + workers) and the load average around each run,
 and deletes the tree it wrote unless --keep. Numbers are in docs/data.md ("Pre-flight check").
 """
-import argparse
 import os
 import resource
 import shutil
@@ -19,7 +18,7 @@ import time
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..')))
 
-from zoo.utils.cli import main_wrapper  # noqa: E402
+from zoo.utils.cli import ArgumentParser, main_wrapper  # noqa: E402
 
 SPLITS = (('train', 2975, ('aachen', 'bremen', 'cologne', 'dusseldorf')), ('val', 500, ('frankfurt', 'lindau')))
 
@@ -50,7 +49,7 @@ def write_tree(root, unique, seed=7):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--root', required=True, help='Cityscapes-layout tree (written here if absent)')
     p.add_argument('--unique', type=int, default=120, help='distinct generated samples when writing the tree')
     p.add_argument('--num_workers', type=int, default=2, help='scan processes (as train.py --num_workers)')

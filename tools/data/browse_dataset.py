@@ -4,17 +4,16 @@
     python tools/data/browse_dataset.py --config configs/<model>/<config>.yml [--split train|val]
         [--num 8] [--seed 0] [--save_dir output/browse]
 """
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..')))
 
-from zoo.utils.cli import main_wrapper  # noqa: E402
+from zoo.utils.cli import ArgumentParser, main_wrapper  # noqa: E402
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--config', required=True, help='YAML config file')
     p.add_argument('--opts', nargs='+', default=[], help='config overrides: key.subkey=value ...')
     p.add_argument('--split', default='train', choices=['train', 'val'], help='which dataset of the config')

@@ -3,7 +3,6 @@
     python tools/data/camvid.py data/CamVid            # in place
     python tools/data/camvid.py SegNet/CamVid -o data/CamVid --layout segnet
 """
-import argparse
 import os
 import sys
 
@@ -11,10 +10,11 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..',
 
 from zoo.datasets.prepare.camvid import prepare_camvid  # noqa: E402
 from zoo.datasets.prepare.common import run_cli  # noqa: E402
+from zoo.utils.cli import ArgumentParser  # noqa: E402
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('src', help='the downloaded CamVid folder')
     p.add_argument('-o', '--out', default=None, help='output folder (default: src, in place)')
     p.add_argument('--layout', default='auto', choices=['auto', 'color', 'segnet'])

@@ -9,17 +9,16 @@ ignore_index and class weights (median frequency balancing). Exit 2 if anything 
 It reads the files with the scanner the trainer's pre-flight check uses (zoo/datasets/scan.py), so
 what it accepts trains, and the training run reads its results from the cache.
 """
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..')))
 
-from zoo.utils.cli import main_wrapper  # noqa: E402
+from zoo.utils.cli import ArgumentParser, main_wrapper  # noqa: E402
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('dataset_root', nargs='?', help='dataset folder with the file lists (without --config)')
     p.add_argument('--config', help='check the train_dataset and val_dataset of this config instead')
     p.add_argument('--opts', nargs='+', default=[], help='config overrides: key.subkey=value ...')

@@ -4,7 +4,6 @@
 
 ``data/cityscapes`` holds ``gtFine/`` and ``leftImg8bit/`` (see docs/data.md).
 """
-import argparse
 import os
 import sys
 
@@ -12,10 +11,11 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..',
 
 from zoo.datasets.prepare.cityscapes import prepare_cityscapes  # noqa: E402
 from zoo.datasets.prepare.common import run_cli  # noqa: E402
+from zoo.utils.cli import ArgumentParser  # noqa: E402
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('root', help='Cityscapes folder (with gtFine/ and leftImg8bit/)')
     p.add_argument('--nproc', type=int, default=1, help='worker processes')
     args = p.parse_args(argv)

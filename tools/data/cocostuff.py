@@ -2,7 +2,6 @@
 
     python tools/data/cocostuff.py data/cocostuff-10k --nproc 8
 """
-import argparse
 import os
 import sys
 
@@ -10,10 +9,11 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..',
 
 from zoo.datasets.prepare.cocostuff import prepare_cocostuff10k  # noqa: E402
 from zoo.datasets.prepare.common import run_cli  # noqa: E402
+from zoo.utils.cli import ArgumentParser  # noqa: E402
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('root', help='folder with images/, annotations/ and imageLists/')
     p.add_argument('--nproc', type=int, default=1, help='worker processes')
     args = p.parse_args(argv)

@@ -8,17 +8,16 @@ Writes ``train.txt``, ``val.txt`` (and ``test.txt`` with a third ratio) into <da
 ``<image> <label>`` line per sample relative to it; ``unlabeled.txt`` lists images without a label
 (for tools/predict.py); ``labels.txt`` the class names when given. See docs/custom_dataset.md.
 """
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..')))
 
-from zoo.utils.cli import main_wrapper  # noqa: E402
+from zoo.utils.cli import ArgumentParser, main_wrapper  # noqa: E402
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('dataset_root', help='dataset folder; lists are written here, paths relative to it')
     p.add_argument('--image_dir', default='images', help='image folder under the root (searched recursively)')
     p.add_argument('--label_dir', default='labels', help='label folder under the root (same relative names)')

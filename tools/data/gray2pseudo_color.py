@@ -5,17 +5,16 @@
 The pixel values stay the class ids (a palette PNG stores indices), so the output can be turned
 back with pseudo_color2gray.py. Colours: the config's dataset palette, else the VOC colour map.
 """
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..')))
 
-from zoo.utils.cli import main_wrapper  # noqa: E402
+from zoo.utils.cli import ArgumentParser, main_wrapper  # noqa: E402
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('src', help='a label PNG or a folder of them (searched recursively)')
     p.add_argument('dst', help='output folder')
     p.add_argument('--config', help='colour with this config\'s dataset palette')

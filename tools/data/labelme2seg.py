@@ -8,17 +8,16 @@
 ``<out_dir>/images/`` (each image file as it is), ``labels/`` (8-bit ids), ``pseudo_color/``
 (palette previews) and ``labels.txt``. Next: tools/data/create_dataset_list.py (docs/custom_dataset.md).
 """
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..')))
 
-from zoo.utils.cli import main_wrapper  # noqa: E402
+from zoo.utils.cli import ArgumentParser, main_wrapper  # noqa: E402
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('json_dir', help='folder of labelme *.json files')
     p.add_argument('out_dir', help='output folder (images/, labels/, pseudo_color/, labels.txt)')
     names = p.add_mutually_exclusive_group(required=True)

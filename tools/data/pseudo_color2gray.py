@@ -7,17 +7,16 @@ channel; colour masks are mapped through the class colours (the config's dataset
 ``--colors`` in class order, or the VOC colour map); unknown colours become --ignore_index and
 are counted. See docs/custom_dataset.md.
 """
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..')))
 
-from zoo.utils.cli import main_wrapper  # noqa: E402
+from zoo.utils.cli import ArgumentParser, main_wrapper  # noqa: E402
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('src', help='a label PNG or a folder of them (searched recursively)')
     p.add_argument('dst', help='output folder (or .png file for one input)')
     src = p.add_mutually_exclusive_group()

@@ -2,7 +2,6 @@
 
     python tools/data/voc.py data/VOCdevkit data/benchmark_RELEASE --nproc 8
 """
-import argparse
 import os
 import sys
 
@@ -10,10 +9,11 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..',
 
 from zoo.datasets.prepare.common import run_cli  # noqa: E402
 from zoo.datasets.prepare.voc import prepare_voc_aug  # noqa: E402
+from zoo.utils.cli import ArgumentParser  # noqa: E402
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('voc_root', help='the VOCdevkit folder (contains VOC2012/)')
     p.add_argument('sbd_root', help='the SBD benchmark_RELEASE folder (contains dataset/cls/)')
     p.add_argument('--nproc', type=int, default=1, help='worker processes')

@@ -53,13 +53,13 @@ def check_transforms(cfg, key):
 def validate_run_config(cfg, align_corners=None):
     """The config checks of a training run (see the module docstring)."""
     from .inference import parse_test_config
+    lr = cfg.get('lr_scheduler.learning_rate')  # before the scheduler is built (Paddle's own message names no key)
+    if lr is not None and not lr > 0:
+        raise cfg.error('lr_scheduler.learning_rate', f'must be positive, got {lr!r}')
     validate_config(cfg, for_training=True)
     parse_test_config(cfg.test_config, align_corners=align_corners, where=cfg.where('test_config'))
     for key in ('val_dataset.transforms', 'export.transforms'):
         check_transforms(cfg, key)
-    lr = cfg.get('lr_scheduler.learning_rate')
-    if lr is not None and not lr > 0:
-        raise cfg.error('lr_scheduler.learning_rate', f'must be positive, got {lr!r}')
 
 
 def check_batch_fits(cfg, dataset_len, world_size):

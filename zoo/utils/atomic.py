@@ -75,6 +75,9 @@ def atomic_dir(final, what='folder', kept=None):
     ``what`` names the thing in error messages; ``kept`` names what a failed write leaves
     intact (e.g. the previous checkpoint). OS errors become :class:`WriteError`.
     """
+    if os.path.lexists(final) and not os.path.isdir(final):
+        raise WriteError(f'cannot write {what} {final}: it is a file, not a folder (give a folder name; '
+                         'the file is left as it is)')
     parent, prefix, suffix = _hidden_sibling(final, TMP_SUFFIX)
     try:
         os.makedirs(parent, exist_ok=True)

@@ -151,5 +151,13 @@ def set_device(device=None):
     return device
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with a one-line error (``error: <what> (<prog> --help)``, exit 2) instead of the
+    usage block followed by the error, as every other user error here."""
+
+    def error(self, message):
+        self.exit(2, f'error: {message} (see {self.prog} --help)\n')
+
+
 def build_parser(description):
-    return argparse.ArgumentParser(description=description)
+    return ArgumentParser(description=description)
