@@ -342,12 +342,6 @@ def has_bf16(flags=None):
     return bool({'avx512_bf16', 'amx_bf16'} & flags)
 
 
-def has_int8_dot(flags=None):
-    """8-bit dot products in hardware (VNNI / AMX); int8 runs without them, but slower."""
-    flags = cpu_flags() if flags is None else flags
-    return bool({'avx512_vnni', 'avx_vnni', 'amx_int8'} & flags)
-
-
 def default_threads():
     """The cores this process may run on (what ``--cpu_threads`` defaults to)."""
     try:

@@ -22,7 +22,7 @@ from ..datasets.transforms import find_normalize
 from ..utils.loader_guard import worker_init_fn
 from ..utils.logger import logger
 from .inference import inference
-from .metrics import SUMMARY, ConfusionMatrix, format_table, pct
+from .metrics import SUMMARY, ConfusionMatrix, format_table
 from .progress import Progress, fmt_duration
 from .visual import class_names_of, denormalize, get_palette, labelled_panel
 
@@ -170,11 +170,6 @@ def evaluate(model, dataset, test_kwargs=None, num_workers=0, print_detail=True,
             logger.info(f'[EVAL] wrote {", ".join(os.path.basename(p) for p in written)} to {save_dir} '
                         f'in {fmt_duration(time.perf_counter() - t_report)}')
     return res
-
-
-def summary_line(res):
-    """``mIoU 81.36, aAcc 95.10, ...`` in percent (for one-line messages)."""
-    return ', '.join(f'{k} {pct(res[k])}' for k in SUMMARY if k in res)
 
 
 def _jsonable(d):

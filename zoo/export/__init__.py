@@ -10,7 +10,7 @@ One job per module:
 * ``exporter``    - ``export_model``: all of the above into one folder, atomically.
 """
 from .deploy_yaml import (DEPLOY_TRANSFORMS, PROGRAM_FILES, class_meta, deploy_transforms, file_sha256,  # noqa: F401
-                          find_program, read_deploy_yaml, write_deploy_yaml)
+                          find_program, write_deploy_yaml)
 from .exporter import FORMATS, export_model, save_static  # noqa: F401
 from .fold_bn import fold_batch_norms  # noqa: F401
 from .onnx import ONNX_OPSET, export_onnx  # noqa: F401

@@ -132,8 +132,3 @@ def write_deploy_yaml(folder, deploy):
     with open(os.path.join(folder, 'deploy.yaml'), 'w', encoding='utf-8') as f:
         yaml.safe_dump({'Deploy': deploy}, f, sort_keys=False, default_flow_style=None)
     return deploy
-
-
-def read_deploy_yaml(folder):
-    with open(os.path.join(folder, 'deploy.yaml'), encoding='utf-8') as f:
-        return yaml.safe_load(f)['Deploy']

@@ -24,7 +24,7 @@ go through: it resolves a weights-table name or a URL (``zoo.models.weights``), 
 import numpy as np
 
 from zoo.models.weights import lookup_weights
-from zoo.utils.checkpoint import atomic_save, read_state_dict, require_finite
+from zoo.utils.checkpoint import atomic_save, check_keys, read_state_dict, require_finite
 from zoo.utils.errors import CheckpointError
 from zoo.utils.logger import logger
 from zoo.utils.registry import BACKBONES
@@ -129,23 +129,7 @@ def check_mapping(converted, model, strict=True, what='checkpoint'):
     """Raise (or, not ``strict``, warn) unless ``converted`` fills ``model`` exactly: every
     parameter and buffer present, no key without a parameter, every shape equal (the wording of
     ``zoo.utils.checkpoint.load_state_dict_checked``)."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in converted]
-    unexpected = [k for k in converted if k not in own]
-    shapes = [f'{k} {list(np.shape(converted[k]))} vs {list(own[k].shape)}'
-              for k in own if k in converted and tuple(np.shape(converted[k])) != tuple(own[k].shape)]
-    if shapes:  # never loadable, strict or not
-        raise CheckpointError(f'{what}: shape mismatch for {len(shapes)} parameter(s): ' + '; '.join(shapes[:4]))
-    problems = []
-    if missing:
-        problems.append(f'missing {len(missing)}: {", ".join(missing[:6])}' + (' ...' if len(missing) > 6 else ''))
-    if unexpected:
-        problems.append(f'unexpected {len(unexpected)}: {", ".join(unexpected[:6])}'
-                        + (' ...' if len(unexpected) > 6 else ''))
-    if problems and strict:
-        raise CheckpointError(f'{what}: keys do not match the model ({"; ".join(problems)})')
-    if problems:
-        logger.warning(f'{what}: ' + '; '.join(problems))
+    check_keys(converted, model.state_dict(), what, strict, show=6)
 
 
 def _training_only_absent(model):

@@ -141,6 +141,25 @@ def _shape(v):
     return tuple(v.shape) if hasattr(v, 'shape') else np.asarray(v).shape
 
 
+def check_keys(state_dict, own, source='weights', strict=True, show=8):
+    """Compare a state dict with a model's (``own``): a shape mismatch always raises; missing or
+    unexpected keys raise with ``strict``, else are logged. Returns (missing, unexpected)."""
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    mismatched = [f'{k} {list(_shape(state_dict[k]))} vs {list(_shape(own[k]))}'
+                  for k in own if k in state_dict and tuple(_shape(state_dict[k])) != tuple(_shape(own[k]))]
+    if mismatched:
+        raise CheckpointError(f'{source}: shape mismatch for {len(mismatched)} parameter(s): '
+                              + '; '.join(mismatched[:5]))
+    problems = [f'{word} {len(keys)}: {", ".join(keys[:show])}' + (' ...' if len(keys) > show else '')
+                for word, keys in (('missing', missing), ('unexpected', unexpected)) if keys]
+    if problems and strict:
+        raise CheckpointError(f'{source}: keys do not match the model ({"; ".join(problems)})')
+    if problems:
+        logger.warning(f'{source}: ' + '; '.join(problems))
+    return missing, unexpected
+
+
 def load_state_dict_checked(layer, state_dict, source='weights', strict=True):
     """Load into ``layer``; report missing/unexpected/mismatched keys by name.
 
@@ -150,23 +169,7 @@ def load_state_dict_checked(layer, state_dict, source='weights', strict=True):
     """
     own = layer.state_dict()
     require_finite({k: v for k, v in state_dict.items() if k in own}, source)
-    missing = [k for k in own if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in own]
-    mismatched = [f'{k} {list(_shape(state_dict[k]))} vs {list(_shape(own[k]))}'
-                  for k in own if k in state_dict and tuple(_shape(state_dict[k])) != tuple(_shape(own[k]))]
-    if mismatched:
-        raise CheckpointError(f'{source}: shape mismatch for {len(mismatched)} parameter(s): '
-                              + '; '.join(mismatched[:5]))
-    problems = []
-    if missing:
-        problems.append(f'missing {len(missing)}: {", ".join(missing[:8])}' + (' ...' if len(missing) > 8 else ''))
-    if unexpected:
-        problems.append(f'unexpected {len(unexpected)}: {", ".join(unexpected[:8])}'
-                        + (' ...' if len(unexpected) > 8 else ''))
-    if problems and strict:
-        raise CheckpointError(f'{source}: keys do not match the model ({"; ".join(problems)})')
-    if problems:
-        logger.warning(f'{source}: ' + '; '.join(problems))
+    missing, unexpected = check_keys(state_dict, own, source, strict)
     layer.set_state_dict({k: v for k, v in state_dict.items() if k in own})
     return missing, unexpected
 
