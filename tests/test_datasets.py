@@ -232,3 +232,15 @@ def test_demo_dataset_builds_from_config_and_gives_num_classes(demo_root):
     assert dataset_num_classes(as_config(cfg)) == 6
     img, label = build_dataset(cfg)[0]
     assert img.shape == (3, 32, 64) and label.max() <= 255
+
+
+def test_demo_regenerated_smaller_leaves_no_stale_samples_and_never_mixes_into_a_dataset(tmp_path):
+    root = str(tmp_path / 'demo')
+    generate_demo_dataset(root, num_train=3, num_val=2, height=64, width=128, seed=0)
+    generate_demo_dataset(root, num_train=2, num_val=1, height=64, width=128, seed=0)
+    pngs = sorted(p.name for p in (tmp_path / 'demo').rglob('*.png'))
+    assert len(pngs) == 2 * (2 + 1), pngs  # image + label per sample, none left from the first run
+    os.remove(os.path.join(root, 'demo_info.json'))  # now it looks like someone's Cityscapes folder
+    one_line_error(lambda: generate_demo_dataset(root, num_train=1, num_val=1, height=64, width=128),
+                   'no demo_info.json')
+    assert len(list((tmp_path / 'demo').rglob('*.png'))) == 6

@@ -16,6 +16,7 @@ each process's peak memory. A path this machine cannot run gets a row saying why
 See docs/benchmark.md.
 """
 import argparse
+import contextlib
 import os
 import shlex
 import sys
@@ -46,7 +47,7 @@ def parse_args(argv=None):
                         '{input}, {weights}, {threads} and {config} in COMMAND are filled in')
     p.add_argument('--torch_python', default=None, help='--suite: python of a PyTorch env for the official RegSeg')
     p.add_argument('--regseg_dir', default=None, help='--suite: the official RegSeg code (model.py)')
-    p.add_argument('--work_dir', default=None, help='where the export and worker logs go (default: a temp folder)')
+    p.add_argument('--work_dir', default=None, help='where the export and worker logs go, kept afterwards (default: a temp folder, removed)')
     p.add_argument('--opts', nargs='+', default=[], help='config overrides applied to every config')
     p.add_argument('--accuracy', action='store_true',
                    help='score every path on the config\'s val set instead (mIoU / aAcc, needs --model_path and '
@@ -348,7 +349,9 @@ def main(argv=None):
     from zoo.benchmark import format_table
     print(f'CPU: {cpu_summary()}', flush=True)
     results = []
-    with tempfile.TemporaryDirectory(dir=args.work_dir) as tmp:
+    if args.work_dir:  # kept: the export, the int8 model and every worker's log
+        os.makedirs(args.work_dir, exist_ok=True)
+    with (contextlib.nullcontext(args.work_dir) if args.work_dir else tempfile.TemporaryDirectory()) as tmp:
         if args.accuracy:
             for i, (cfg, _, _) in enumerate(jobs):
                 title, rows = accuracy_one(cfg, args, os.path.join(tmp, str(i)))

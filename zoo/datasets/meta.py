@@ -11,6 +11,7 @@ Sources: Cityscapes, ADE20K, COCO-Stuff (171), LIP, VOC names: mmsegmentation's 
 CamVid: RegSeg's ``datasets/camvid.py`` (11 classes, its order and colours); COCO-Stuff 182:
 sssegmentation's ``COCOStuff10kDataset`` order (COCO ids 1..182).
 """
+from collections import namedtuple
 from typing import NamedTuple
 
 import numpy as np
@@ -34,6 +35,47 @@ def voc_palette(n=256):
     return pal
 
 
+CityscapesLabel = namedtuple('CityscapesLabel', ['name', 'id', 'train_id'])
+
+# The official label table (cityscapesScripts helpers/labels.py): name, id, trainId.
+# 19 evaluated classes get trainIds 0..18, everything else 255.
+CITYSCAPES_LABELS = (
+    CityscapesLabel('unlabeled', 0, 255),
+    CityscapesLabel('ego vehicle', 1, 255),
+    CityscapesLabel('rectification border', 2, 255),
+    CityscapesLabel('out of roi', 3, 255),
+    CityscapesLabel('static', 4, 255),
+    CityscapesLabel('dynamic', 5, 255),
+    CityscapesLabel('ground', 6, 255),
+    CityscapesLabel('road', 7, 0),
+    CityscapesLabel('sidewalk', 8, 1),
+    CityscapesLabel('parking', 9, 255),
+    CityscapesLabel('rail track', 10, 255),
+    CityscapesLabel('building', 11, 2),
+    CityscapesLabel('wall', 12, 3),
+    CityscapesLabel('fence', 13, 4),
+    CityscapesLabel('guard rail', 14, 255),
+    CityscapesLabel('bridge', 15, 255),
+    CityscapesLabel('tunnel', 16, 255),
+    CityscapesLabel('pole', 17, 5),
+    CityscapesLabel('polegroup', 18, 255),
+    CityscapesLabel('traffic light', 19, 6),
+    CityscapesLabel('traffic sign', 20, 7),
+    CityscapesLabel('vegetation', 21, 8),
+    CityscapesLabel('terrain', 22, 9),
+    CityscapesLabel('sky', 23, 10),
+    CityscapesLabel('person', 24, 11),
+    CityscapesLabel('rider', 25, 12),
+    CityscapesLabel('car', 26, 13),
+    CityscapesLabel('truck', 27, 14),
+    CityscapesLabel('bus', 28, 15),
+    CityscapesLabel('caravan', 29, 255),
+    CityscapesLabel('trailer', 30, 255),
+    CityscapesLabel('train', 31, 16),
+    CityscapesLabel('motorcycle', 32, 17),
+    CityscapesLabel('bicycle', 33, 18),
+    CityscapesLabel('license plate', -1, -1),
+)
 CITYSCAPES_CLASSES = ('road', 'sidewalk', 'building', 'wall', 'fence', 'pole', 'traffic light',
                       'traffic sign', 'vegetation', 'terrain', 'sky', 'person', 'rider', 'car', 'truck',
                       'bus', 'train', 'motorcycle', 'bicycle')

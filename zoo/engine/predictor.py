@@ -21,7 +21,7 @@ import numpy as np
 import paddle
 
 from ..datasets.base import Compose, read_image, to_chw
-from ..datasets.prepare.cityscapes import LABELS as CITYSCAPES_LABELS
+from ..datasets.meta import CITYSCAPES_LABELS
 from ..datasets.transforms import find_normalize
 from ..utils.errors import ConfigError, DataError
 from ..utils.logger import logger

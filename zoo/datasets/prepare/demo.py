@@ -224,12 +224,28 @@ def sample_paths(root, split, index):
             os.path.join(root, 'gtFine', split, city, f'{name}_gtFine_labelTrainIds.png'))
 
 
+def _clear_previous_demo(root):
+    """Remove the samples of an earlier demo at ``root`` (it has ``demo_info.json``), so a smaller
+    run does not leave stale images behind; refuse a Cityscapes-layout folder that is not a demo."""
+    files = [os.path.join(d, f) for top in ('leftImg8bit', 'gtFine') for split in _SPLITS
+             for d, _, names in os.walk(os.path.join(root, top, split)) for f in names
+             if f.endswith(('_leftImg8bit.png', '_gtFine_labelTrainIds.png'))]
+    if not files:
+        return
+    if not os.path.isfile(os.path.join(root, 'demo_info.json')):
+        raise DataError(f'demo dataset: {root!r} already holds {len(files)} Cityscapes-layout files and no '
+                        'demo_info.json; give an empty or demo folder (the demo never mixes into a real dataset)')
+    for f in files:
+        os.remove(f)
+
+
 def generate_demo_dataset(root, num_train=500, num_val=60, height=128, width=256, seed=0):
     """Write the demo dataset under ``root``; return a summary dict (counts, time, sizes)."""
     if height < 32 or width < 32:
         raise DataError(f'demo dataset: height and width must be >= 32, got {height}x{width}')
     if num_train < 1 or num_val < 1:
         raise DataError(f'demo dataset: num_train and num_val must be >= 1, got {num_train}, {num_val}')
+    _clear_previous_demo(root)
     t0 = time.time()
     for split, n in (('train', num_train), ('val', num_val)):
         split_id = _SPLITS[split][0]
