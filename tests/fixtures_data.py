@@ -292,7 +292,7 @@ def run_tool(name, argv):
     minus the interpreter start-up): returns its exit code (0, or 2 after ``error: ...``)."""
     import importlib.util
 
-    from zoo.datasets.prepare.common import run_cli
+    from zoo.utils.cli import main_wrapper
 
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     path = os.path.join(repo, 'tools', 'data', f'{name}.py')
@@ -300,7 +300,7 @@ def run_tool(name, argv):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     try:
-        run_cli(module.main, [str(a) for a in argv])
+        main_wrapper(lambda: module.main([str(a) for a in argv]))
     except SystemExit as e:
         return e.code
     return 0

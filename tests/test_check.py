@@ -57,6 +57,9 @@ def test_unknown_class_count_is_suggested(tmp_path):
     os.remove(tmp_path / 'labels.txt')
     r = run(str(tmp_path))
     assert r.returncode == 0 and 'num_classes: 3' in r.stdout
+    # the class table lists the ids seen (0-2), not the 255 placeholder of an unknown count
+    ids = [int(ln.split()[0]) for ln in r.stdout.splitlines() if ln.strip() and ln.split()[0].isdigit()]
+    assert sorted(set(ids)) == [0, 1, 2], r.stdout
 
 
 def test_planted_faults_each_listed_and_exit_2(tmp_path):

@@ -16,9 +16,9 @@ import time
 import cv2
 import numpy as np
 import pytest
-from PIL import Image
 
-from zoo.datasets.meta import DEMO_CLASSES, voc_palette
+from zoo.datasets.label_colors import label_to_ids
+from zoo.datasets.meta import DEMO_CLASSES
 from zoo.datasets.prepare.demo import make_sample
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -149,18 +149,8 @@ def test_labelme_to_trained_exported_model(annotated, tmp_path):
     pred_dir = tmp_path / 'infer'
     tool('deploy/python/infer.py', '--config', str(export / 'deploy.yaml'), '--image_path', str(val_dir),
          '--save_dir', str(pred_dir))
-    preds = [read_ids(pred_dir / os.path.basename(r[0])) for r in rows['val.txt']]
+    read = [label_to_ids(str(pred_dir / os.path.basename(r[0]))) for r in rows['val.txt']]
+    assert {how for _, _, how in read} == {'palette indices'}  # infer.py writes the ids as a palette PNG
+    preds = [ids for ids, _, _ in read]
     assert all(p.shape == (H, W) and p.max() < 6 for p in preds)
     assert abs(miou(preds, val_labels, 6) - val_miou) < 0.01
-
-
-def read_ids(path):
-    """Class ids of infer.py's mask: a palette PNG holds them, an RGB one colours them (VOC map)."""
-    im = Image.open(path)
-    if im.mode == 'P':
-        return np.asarray(im)
-    rgb = np.asarray(im.convert('RGB')).astype(np.int64)
-    pal = voc_palette(256).astype(np.int64)
-    lut = {(r << 16) | (g << 8) | b: i for i, (r, g, b) in reversed(list(enumerate(pal)))}
-    codes = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
-    return np.vectorize(lut.get)(codes)

@@ -82,9 +82,12 @@ def test_trainer_evaluates_and_keeps_the_ema(tiny_root, tmp_path):
         ema = json.load(f)['summary']['mIoU']
     assert score['weights'] == ('ema' if ema > raw else 'model')
     assert score['mIoU'] == pytest.approx(max(ema, raw))
-    if score['iteration'] == 4 and score['weights'] == 'ema':
-        for k, v in ema_sd.items():
-            np.testing.assert_array_equal(best[k].numpy(), v.numpy(), err_msg=k)
+    # best_model's weights are the ones score.json names (that iteration's model or its average)
+    named = paddle.load(str(tmp_path / f'iter_{score["iteration"]}' /
+                            ('ema.pdparams' if score['weights'] == 'ema' else 'model.pdparams')))
+    assert best.keys() == named.keys()
+    for k, v in named.items():
+        np.testing.assert_array_equal(best[k].numpy(), v.numpy(), err_msg=k)
 
 
 def test_ema_wins_best_model_when_it_scores_higher(tiny_root, tmp_path, monkeypatch):
@@ -121,6 +124,24 @@ def test_resume_restores_the_ema(tiny_root, tmp_path):
     c.train()
     for k, v in a.ema.state_dict().items():
         np.testing.assert_array_equal(c.ema.state_dict()[k].numpy(), v.numpy(), err_msg=k)
+
+
+def test_resume_without_ema_file_starts_the_average_from_the_checkpoint(tiny_root, tmp_path):
+    """A checkpoint written without --use_ema: the average starts from its weights, not from the
+    freshly initialised model."""
+    save = str(tmp_path)
+    a = Trainer(Config(tiny_config(tiny_root, iters=4)), save_dir=save, seed=3, save_interval=2)
+    a.iters = 2
+    a.train()
+    assert not os.path.exists(os.path.join(save, 'iter_2', 'ema.pdparams'))
+    b = Trainer(Config(tiny_config(tiny_root, iters=4)), save_dir=save, seed=3, use_ema=True, ema_decay=0.7,
+                resume_model=os.path.join(save, 'iter_2'))
+    b._build()  # resume only (no training step), so the EMA is what resume() made of iter_2
+    b.resume(os.path.join(save, 'iter_2'))
+    ckpt = paddle.load(os.path.join(save, 'iter_2', 'model.pdparams'))
+    for k, v in ckpt.items():
+        np.testing.assert_array_equal(b.ema.state_dict()[k].numpy(), v.numpy().astype(b.ema.state_dict()[k].numpy().dtype),
+                                      err_msg=k)
 
 
 def test_train_tool_flags():

@@ -588,3 +588,15 @@ def test_vit_model_reproduces_sssegmentation_stored_outputs():
         ours = {'stage2': resize(stage2, input_hw(x)), 'stage1': resize(stage1, input_hw(x))}
         ours.update({f'aux{i + 1}': head(feats) for i, head in enumerate(model.auxiliary_heads())})
         assert_outputs(outputs, ours, tolerance=1e-8)
+
+
+def test_memory_update_keeps_the_buffer_dtype_under_amp_o2():
+    """``paddle.amp.decorate(level='O2')`` casts the memory buffer to fp16/bf16; the update computes
+    in float32 and writes back in the buffer's dtype (set_value refuses another dtype)."""
+    from zoo.models.mcibi_memory import FeaturesMemory
+    m = FeaturesMemory(3, 8, 8, 8)
+    m._buffers['memory'] = m.memory.astype('float16')
+    paddle.seed(0)
+    m.update(paddle.randn([1, 8, 4, 4]), paddle.randint(0, 3, [1, 8, 8]), momentum=0.1)
+    assert m.memory.dtype == paddle.float16
+    assert np.abs(m.memory.astype('float32').numpy()).sum() > 0  # filled by the first update

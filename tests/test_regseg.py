@@ -275,7 +275,7 @@ def test_randaugment_rotation_moves_label_and_fills_ignore():
     t = RegSegRandAugment(num_ops=1, magnitude=1.0, ops=['rotate'])
     random.seed(0)
     out = t({'img': img.copy(), 'label': label.copy()})
-    assert out['img'].dtype == np.float32 and out['img'].shape == img.shape
+    assert out['img'].dtype == np.uint8 and out['img'].shape == img.shape
     lab = out['label']
     assert lab[0, 0] == 255 and lab[-1, -1] == 255           # corners rotated in: ignored
     assert set(np.unique(lab)) <= {0, 3, 255}                  # nearest neighbour: no new values
@@ -323,6 +323,8 @@ def test_class_uniform_sampling(tmp_path):
     assert picks == [ds.pick(i) for i in range(3000)]  # deterministic
     img, lab = ds[0]
     assert img.shape == (3, 16, 16) and lab.dtype == np.int64
+    for i in range(5):  # each slot holds the picked file (no transforms here: its label as stored)
+        np.testing.assert_array_equal(ds[i][1], inner[ds.pick(i)][1])
     # the cached index is reused; pct 0 is the plain dataset order
     assert json.load(open(index_file))['classes']['2'] == [7]
     plain = ClassUniformDataset(inner, class_uniform_pct=0.0, index_file=index_file)

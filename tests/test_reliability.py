@@ -19,6 +19,7 @@ import importlib.util
 import json
 import os
 import pickle
+import re
 import shutil
 import signal
 import socket
@@ -476,9 +477,6 @@ def test_user_error_is_one_line(case, base, tmp_path, capfd):
         assert not os.path.exists(ctx.vals['marker']), 'the hostile payload ran'
 
 
-def test_the_matrix_is_large_enough():
-    assert len(CASES) >= 40
-
 
 @pytest.mark.parametrize('case_id', ['resume_hostile_train_state', 'predict_http_url', 'device_gpu_on_cpu_build',
                                      'save_dir_in_use'])
@@ -542,7 +540,10 @@ def test_the_demo_model_at_learning_rate_1000_stops_before_writing_nan(demo_root
         '--opts', f'train_dataset.dataset_root={demo_root}', f'val_dataset.dataset_root={demo_root}',
         'lr_scheduler.warmup_iters=0', '--iters', '12', '--batch_size', '2', '--learning_rate', '1000',
         '--save_interval', '2', '--log_iters', '4'], capfd)
-    assert_one_line_error(code, stdout, err, ['at iteration', 'training stopped, nothing saved'])
+    line = assert_one_line_error(code, stdout, err, ['at iteration', 'training stopped, nothing saved'])
+    stopped = int(re.search(r'at iteration (\d+)', line).group(1))
+    # every save before the divergence was kept, and each is finite
+    assert [os.path.basename(p) for p in _checkpoints(out)] == [f'iter_{i}' for i in range(2, stopped, 2)], line
     for p in _checkpoints(out):
         assert_loadable(p)
 

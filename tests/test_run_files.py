@@ -155,3 +155,22 @@ def test_tool_output_is_quiet_by_default():
     assert 'No ccache found' in loud.stderr, loud.stderr
     # matplotlib stays out of training: imported only when an evaluation draws its pictures
     assert 'matplotlib loaded: False' in quiet_run.stdout
+
+
+def test_progress_lines_at_each_quarter_when_ranks_advance_it_together():
+    """Off a terminal, evaluation progress is a line per quarter, also when two ranks add 2 at a time."""
+    from zoo.utils.logger import logger
+    seen = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            seen.append(record.getMessage())
+    h = Keep()
+    logger.addHandler(h)
+    try:
+        p = Progress(1002, 'eval', lines=True)
+        for _ in range(501):
+            p.update(2)
+    finally:
+        logger.removeHandler(h)
+    assert [m.split()[1] for m in seen if m.startswith('[eval]')] == ['252/1002', '502/1002', '754/1002', '1002/1002']

@@ -92,8 +92,7 @@ def dygraph_worker(args):
         with paddle.no_grad():
             return model(x)[0].numpy()
 
-    sys.path.insert(0, os.path.dirname(INFER))
-    import infer
+    infer = _infer()
     infer.serve(run, lambda logits: logits.argmax(axis=1), describe='dygraph fp32 (paddle.no_grad)')
 
 
@@ -107,17 +106,18 @@ def deploy_paths(args):
 def _available(backend, precision):
     """None if this machine can run the path, else why not (one line)."""
     import importlib.util
-    sys.path.insert(0, os.path.dirname(INFER))
-    import infer
+    infer = _infer()
     if backend in ('onnxruntime', 'openvino') and importlib.util.find_spec(backend) is None:
         return f'{backend} not installed (pip install {backend})'
-    if precision == 'bf16' and not infer.has_bf16():
-        return 'no bf16 instructions on this CPU (avx512_bf16 / amx_bf16)'
-    if (backend, precision) == ('onnxruntime', 'bf16'):
-        return 'ONNX Runtime has no bf16 CPU kernels'
-    if (backend, precision) == ('paddle', 'int8'):
-        return 'Paddle Inference 3.2.2 cannot run our int8 models (docs/benchmark.md)'
-    return None
+    return infer.unsupported(backend, 'cpu', precision)
+
+
+def _infer():
+    """deploy/python/infer.py as a module (it is a script, not part of the package)."""
+    if os.path.dirname(INFER) not in sys.path:
+        sys.path.insert(0, os.path.dirname(INFER))
+    import infer
+    return infer
 
 
 def benchmark_one(cfg_path, shape, args, work_dir, extra_workers=(), log=print):
@@ -127,12 +127,11 @@ def benchmark_one(cfg_path, shape, args, work_dir, extra_workers=(), log=print):
     import zoo.benchmark as zb
     from zoo.builder import build_model, dataset_num_classes
     from zoo.export import export_model, without_pretrained
-    from zoo.export.quant import calibration_inputs, quantize_onnx
+    from zoo.export.quant import calibration_inputs, int8_step
     from zoo.utils.checkpoint import load_state_dict_checked, read_state_dict
     from zoo.utils.config import Config
     from zoo.utils.errors import ZooError
-    sys.path.insert(0, os.path.dirname(INFER))
-    import infer
+    infer = _infer()
     threads = args.threads or infer.default_threads()
     cfg = without_pretrained(Config(cfg_path, opts=args.opts))
     os.makedirs(work_dir, exist_ok=True)
@@ -149,8 +148,8 @@ def benchmark_one(cfg_path, shape, args, work_dir, extra_workers=(), log=print):
     model.eval()
     weights = os.path.join(work_dir, 'model.pdparams')
     paddle.save(model.state_dict(), weights)
-    # the same weights for foreign workers (no Paddle there): plain arrays
-    np.savez(os.path.join(work_dir, 'model.npz'), **{k: v.numpy() for k, v in model.state_dict().items()})
+    if extra_workers:  # the same weights for foreign workers (no Paddle there): plain arrays
+        np.savez(os.path.join(work_dir, 'model.npz'), **{k: v.numpy() for k, v in model.state_dict().items()})
     params = zb.count_params(model)
     flops = zb.count_flops(model, [1, 3, shape[2], shape[3]])
     np.save(os.path.join(work_dir, 'input.npy'), x)
@@ -159,7 +158,7 @@ def benchmark_one(cfg_path, shape, args, work_dir, extra_workers=(), log=print):
     want_int8 = any(prec == 'int8' and not why for _, _, prec, why in paths)
     calib_note = ''
 
-    def add_int8(folder, deploy):
+    def int8_inputs():
         nonlocal calib_note
         try:
             inputs = list(calibration_inputs(cfg, args.calib_images)) if args.model_path else None
@@ -171,13 +170,11 @@ def benchmark_one(cfg_path, shape, args, work_dir, extra_workers=(), log=print):
             small = [shape[0], shape[1], max(shape[2] // 2, 32), max(shape[3] // 2, 32)]
             inputs = [rng.uniform(-2, 2, small).astype('float32') for _ in range(2)]
             calib_note = 'int8 calibrated on random inputs (speed only)'
-        quantize_onnx(os.path.join(folder, deploy['onnx']), os.path.join(folder, 'model_int8.onnx'), inputs,
-                      verbose=args.verbose)
-        deploy['onnx_int8'] = 'model_int8.onnx'
+        return inputs
 
     export_dir = os.path.join(work_dir, 'export')
     export_model(cfg, export_dir, model=model, output_op='argmax', fmt='onnx', verbose=args.verbose,
-                 extra_step=add_int8 if want_int8 else None)
+                 extra_step=int8_step(int8_inputs, verbose=args.verbose) if want_int8 else None)
     del model
     deploy_yaml = os.path.join(export_dir, 'deploy.yaml')
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONPATH=REPO)
@@ -241,7 +238,7 @@ def accuracy_one(cfg_path, args, work_dir, log=print):
     from zoo.engine.inference import parse_test_config
     from zoo.engine.predictor import load_trained_model
     from zoo.export import export_model
-    from zoo.export.quant import calibration_inputs, quantize_onnx
+    from zoo.export.quant import calibration_inputs, int8_step
     from zoo.utils.config import Config
     from zoo.utils.errors import ConfigError
     if not args.model_path:
@@ -251,12 +248,8 @@ def accuracy_one(cfg_path, args, work_dir, log=print):
     inputs = list(calibration_inputs(cfg, args.calib_images))
     export_dir = os.path.join(work_dir, 'export')
 
-    def add_int8(folder, deploy):
-        quantize_onnx(os.path.join(folder, deploy['onnx']), os.path.join(folder, 'model_int8.onnx'), inputs,
-                      verbose=args.verbose)
-        deploy['onnx_int8'] = 'model_int8.onnx'
-
-    export_model(cfg, export_dir, model_path=args.model_path, fmt='onnx', verbose=args.verbose, extra_step=add_int8)
+    export_model(cfg, export_dir, model_path=args.model_path, fmt='onnx', verbose=args.verbose,
+                 extra_step=int8_step(inputs, verbose=args.verbose, calibration={'split': 'train'}))
     model = load_trained_model(cfg, args.model_path)
     dataset = zoo.build_dataset(cfg, 'val')
     res = evaluate(model, dataset, parse_test_config(cfg.test_config, where=cfg.where('test_config')),
@@ -311,8 +304,7 @@ def format_accuracy(rows, title, markdown=False):
 
 
 def cpu_summary():
-    sys.path.insert(0, os.path.dirname(INFER))
-    import infer
+    infer = _infer()
     flags = infer.cpu_flags()
     model = ''
     try:

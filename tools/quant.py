@@ -35,22 +35,17 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     from zoo.export import export_model
-    from zoo.export.quant import calibration_inputs, quantize_onnx, require_onnxruntime_quantization
+    from zoo.export.quant import calibration_inputs, int8_step, require_onnxruntime_quantization
     from zoo.utils.config import Config
     require_onnxruntime_quantization()
     cfg = Config(args.config, opts=args.opts)
     inputs = list(calibration_inputs(cfg, args.calib_images, args.seed))  # read the data before exporting
     report = {}
 
-    def add_int8(folder, deploy):
-        report['nodes'] = quantize_onnx(os.path.join(folder, deploy['onnx']), os.path.join(folder, 'model_int8.onnx'),
-                                        inputs, method=args.calib_method, verbose=args.verbose)
-        deploy['onnx_int8'] = 'model_int8.onnx'
-        deploy['int8_calibration'] = {'images': len(inputs), 'method': args.calib_method, 'seed': args.seed,
-                                      'split': 'train'}
-
     export_model(cfg, args.save_dir, model_path=args.model_path, input_shape=args.input_shape,
-                 output_op=args.output_op, fmt='onnx', verbose=args.verbose, extra_step=add_int8)
+                 output_op=args.output_op, fmt='onnx', verbose=args.verbose,
+                 extra_step=int8_step(inputs, args.calib_method, args.verbose, report=report,
+                                      calibration={'seed': args.seed, 'split': 'train'}))
     print(f'quantized {report["nodes"]} conv/matmul nodes on {len(inputs)} training images -> '
           f'{os.path.join(args.save_dir, "model_int8.onnx")} (serve with deploy/python/infer.py --precision int8 '
           '--backend onnxruntime|openvino)')

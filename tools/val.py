@@ -51,7 +51,7 @@ def main(argv=None):
     dataset = zoo.build_dataset(cfg, 'val')
     identity = None
     if args.save_dir:
-        from zoo.engine.report import file_sha256
+        from zoo.utils.download import file_sha256
         local = os.path.isfile(args.model_path)
         identity = {'model': {'type': type(model).__name__, 'config': args.config, 'opts': list(args.opts),
                               'weights': os.path.abspath(args.model_path) if local else args.model_path,

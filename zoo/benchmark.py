@@ -44,9 +44,8 @@ def count_params(model):
     return int(sum(int(np.prod(p.shape)) for p in model.parameters()))
 
 
-def count_flops(model, input_shape, x=None, return_output=False):
-    """Multiply-accumulates of Conv2D / Conv2DTranspose / Linear for one forward pass (on ``x``
-    if given, else zeros); with ``return_output``, also the pass's first output (numpy)."""
+def count_flops(model, input_shape):
+    """Multiply-accumulates of Conv2D / Conv2DTranspose / Linear for one forward pass on zeros."""
     total = [0]
     hooks = []
 
@@ -68,11 +67,11 @@ def count_flops(model, input_shape, x=None, return_output=False):
             hooks.append(layer.register_forward_post_hook(linear_hook))
     try:
         with paddle.no_grad():
-            out = model(paddle.zeros(input_shape, dtype='float32') if x is None else paddle.to_tensor(x))
+            model(paddle.zeros(input_shape, dtype='float32'))
     finally:
         for h in hooks:
             h.remove()
-    return (total[0], out[0].numpy()) if return_output else total[0]
+    return total[0]
 
 
 def test_resolution(cfg):

@@ -175,7 +175,8 @@ class DeployConfig:
         their SHA-256): Paddle Inference happily runs a params file of another model."""
         if not isinstance(digests, dict):
             raise DeployError(f'{self.path}: sha256: expected a mapping of file name to digest')
-        files = (self.model_file, self.params_file, self.bf16_model_file, self.onnx_file, self.onnx_int8_file)
+        files = (self.model_file, self.params_file, self.bf16_model_file, self.bf16_params_file, self.onnx_file,
+                 self.onnx_int8_file)
         for path in dict.fromkeys(p for p in files if p):
             want = digests.get(os.path.basename(path))
             if want is None:
@@ -250,14 +251,15 @@ def preprocess(img, transforms):
 
 def check_classes(output, cfg):
     """The network's output must fit deploy.yaml's ``num_classes``: a params file of another
-    model (a deploy.yaml without ``sha256``) otherwise gives class ids the model does not have."""
+    model (a deploy.yaml without ``sha256``) otherwise gives class ids the model does not have.
+    Checked on the first batch of a predictor (its files do not change afterwards)."""
     k = cfg.num_classes
     if k is None:
         return
     k = int(k)
     if cfg.output_op == 'argmax':
         top = int(np.max(output)) if np.size(output) else 0
-        if top >= k or (np.size(output) and int(np.min(output)) < 0):
+        if top >= k:
             raise DeployError(f'{cfg.path}: the model predicted class {top} but num_classes is {k}: the program or '
                               'params are not the ones this deploy.yaml describes; re-export or copy the whole folder')
     elif np.ndim(output) != 4 or np.shape(output)[1] != k:
@@ -342,6 +344,29 @@ def has_bf16(flags=None):
     return bool({'avx512_bf16', 'amx_bf16'} & flags)
 
 
+def unsupported(backend, device, precision, enable_mkldnn=True):
+    """Why this machine / build cannot run ``backend`` x ``device`` x ``precision`` (one line), or
+    None. The export's files are checked separately (``Predictor``)."""
+    if precision == 'fp16' and device != 'gpu':
+        return 'fp16 runs on GPUs here; on CPU use --precision bf16 (where the CPU has it) or int8'
+    if precision == 'bf16':
+        if device != 'cpu':
+            return 'bf16 is a CPU path here; on GPU use --precision fp16'
+        if backend == 'onnxruntime':
+            return 'ONNX Runtime has no bf16 CPU kernels; use --backend paddle or openvino'
+        if not has_bf16():
+            return ('this CPU has no bfloat16 instructions (needs avx512_bf16 or amx_bf16 in /proc/cpuinfo flags); '
+                    'use fp32 or int8')
+        if backend == 'paddle' and not enable_mkldnn:
+            return 'Paddle Inference runs bf16 through oneDNN; drop --enable_mkldnn False'
+    if precision == 'int8' and backend == 'paddle':
+        return ('Paddle Inference 3.2.2 cannot run our int8 models (see docs/benchmark.md); tools/quant.py writes '
+                'model_int8.onnx: use --backend onnxruntime or openvino')
+    if backend == 'openvino' and device != 'cpu':
+        return 'OpenVINO is used on CPU here'
+    return None
+
+
 def default_threads():
     """The cores this process may run on (what ``--cpu_threads`` defaults to)."""
     try:
@@ -393,30 +418,13 @@ class Predictor:
 
     def _check_precision(self, backend, device, precision, enable_mkldnn):
         """One line naming what is missing when a backend / device / CPU cannot run ``precision``."""
-        where = f'--backend {backend} --device {device} --precision {precision}'
-        if precision == 'fp16' and device != 'gpu':
-            raise DeployError(f'{where}: fp16 runs on GPUs here; on CPU use --precision bf16 (where the CPU has it) '
-                              'or int8')
-        if precision == 'bf16':
-            if device != 'cpu':
-                raise DeployError(f'{where}: bf16 is a CPU path here; on GPU use --precision fp16')
-            if backend == 'onnxruntime':
-                raise DeployError(f'{where}: ONNX Runtime has no bf16 CPU kernels; use --backend paddle or openvino')
-            if not has_bf16():
-                raise DeployError(f'{where}: this CPU has no bfloat16 instructions (needs avx512_bf16 or amx_bf16 '
-                                  'in /proc/cpuinfo flags); use fp32 or int8')
-            if backend == 'paddle' and not enable_mkldnn:
-                raise DeployError(f'{where}: Paddle Inference runs bf16 through oneDNN; drop --enable_mkldnn False')
-        if precision == 'int8':
-            if backend == 'paddle':
-                raise DeployError(f'{where}: Paddle Inference 3.2.2 cannot run our int8 models (see docs/benchmark.md); '
-                                  'tools/quant.py writes model_int8.onnx: use --backend onnxruntime or openvino')
-            if self.cfg.onnx_int8_file is None:
-                raise DeployError(f'{self.cfg.path}: no "onnx_int8" entry; write the int8 model with tools/quant.py')
+        why = unsupported(backend, device, precision, enable_mkldnn)
+        if why:
+            raise DeployError(f'--backend {backend} --device {device} --precision {precision}: {why}')
+        if precision == 'int8' and self.cfg.onnx_int8_file is None:
+            raise DeployError(f'{self.cfg.path}: no "onnx_int8" entry; write the int8 model with tools/quant.py')
         if backend in ('onnxruntime', 'openvino') and precision != 'int8' and self.cfg.onnx_file is None:
             raise DeployError(f'{self.cfg.path}: no "onnx" entry; export with tools/export.py --format onnx')
-        if backend == 'openvino' and device != 'cpu':
-            raise DeployError(f'{where}: OpenVINO is used on CPU here')
 
     # Paddle Inference ------------------------------------------------------------------
     def paddle_config(self, device, enable_mkldnn, use_trt, min_subgraph_size, auto_tuned_shape_file,
@@ -616,7 +624,9 @@ def predict_images(predictor, images, batch_size=1, timer=None):
             t1 = time.perf_counter()
             out = predictor.run(np.stack([b[1] for b in batch]))
             t2 = time.perf_counter()
-            check_classes(out, cfg)
+            if not getattr(predictor, 'classes_checked', False):
+                check_classes(out, cfg)
+                predictor.classes_checked = True
             labels = postprocess(out, [b[2] for b in batch], cfg.output_op)
             t3 = time.perf_counter()
             if timer:

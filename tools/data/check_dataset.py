@@ -79,7 +79,7 @@ def main(argv=None):
     stats = {k: dataset_stats(ds, records, check_range=known is not None) for k, ds in datasets.items()}
     for split, st in stats.items():
         shown = dict(st, problems=st['problems'][:args.max_problems])
-        print(format_report(split, shown))
+        print(format_report(split, shown, known=known is not None))
         if len(st['problems']) > args.max_problems:
             print(f'... and {len(st["problems"]) - args.max_problems} more problem(s)')
     if 'train' in stats:

@@ -8,8 +8,7 @@ import sys
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..')))
 
 from zoo.datasets.prepare.cocostuff import prepare_cocostuff10k  # noqa: E402
-from zoo.datasets.prepare.common import run_cli  # noqa: E402
-from zoo.utils.cli import ArgumentParser  # noqa: E402
+from zoo.utils.cli import ArgumentParser, main_wrapper  # noqa: E402
 
 
 def main(argv=None):
@@ -22,4 +21,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    run_cli(main)
+    main_wrapper(main)

@@ -7,9 +7,8 @@ import sys
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..')))
 
-from zoo.datasets.prepare.common import run_cli  # noqa: E402
 from zoo.datasets.prepare.lip import prepare_lip  # noqa: E402
-from zoo.utils.cli import ArgumentParser  # noqa: E402
+from zoo.utils.cli import ArgumentParser, main_wrapper  # noqa: E402
 
 
 def main(argv=None):
@@ -23,4 +22,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    run_cli(main)
+    main_wrapper(main)

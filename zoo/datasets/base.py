@@ -192,7 +192,7 @@ class Dataset(paddle.io.Dataset):
         img, label, _, _ = self.get_item(index)
         return img, label
 
-    def get_item(self, index, with_image=False):
+    def get_item(self, index, with_image=False, file_index=None):
         """``(img CHW float32, label HxW int64, valid_shape, image)`` of sample ``index``.
 
         ``label`` is the transformed label in training modes and the label as read otherwise
@@ -200,9 +200,10 @@ class Dataset(paddle.io.Dataset):
         image inside ``img`` before bottom/right padding by ``Pad`` (evaluation crops the logits
         back to it, as PaddleSeg does after its val ``Padding``); ``image`` the image as read
         (uint8 HxWx3, for test-time augmentation that rescales it, mmseg's) with
-        ``with_image``, else None."""
+        ``with_image``, else None. ``file_index``: load that file instead, with the augmentation
+        seed of slot ``index`` (class-uniform sampling)."""
         i = self._seed(index)
-        sample = self.load_sample(i)
+        sample = self.load_sample(i if file_index is None else file_index)
         ori_label, ori_img = sample['label'], sample['img']  # transforms return new arrays
         sample = self.transforms(sample)
         img = to_chw(sample['img'])

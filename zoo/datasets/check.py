@@ -92,27 +92,30 @@ def suggestions(train_stats, num_classes_given):
     return out
 
 
-def format_table(stats, names=None):
-    """The per-class table (one row per class id up to the highest id seen or num_classes)."""
-    n = max(stats['num_classes'] if stats['num_classes'] < 256 else 0, (stats['max_id'] or -1) + 1)
+def format_table(stats, names=None, known=True):
+    """The per-class table (one row per class id up to the highest id seen or num_classes).
+    ``known=False``: the dataset's class count is a placeholder (check_dataset.py without
+    --num_classes or labels.txt): rows up to the highest id seen only."""
+    seen = -1 if stats['max_id'] is None else stats['max_id']
+    n = max(stats['num_classes'] if known else 0, seen + 1)
     names = list(names or stats['class_names'])
     total = max(stats['labelled'], 1)
     rows = [f'{"id":>4}  {"class":<20}{"pixels":>14}{"% of labelled":>15}{"images":>8}']
     for c in range(n):
         name = names[c] if c < len(names) else str(c)
-        flag = '' if c < stats['num_classes'] else '  <- beyond num_classes'
+        flag = '' if c < stats['num_classes'] or not known else '  <- beyond num_classes'
         rows.append(f'{c:>4}  {name[:19]:<20}{int(stats["pixels"][c]):>14,}{100.0 * stats["pixels"][c] / total:>14.2f}%'
                     f'{int(stats["images"][c]):>8}{flag}')
     rows.append(f'{"":>4}  {"(ignored)":<20}{stats["ignored"]:>14,}')
     return '\n'.join(rows)
 
 
-def format_report(name, stats, names=None):
+def format_report(name, stats, names=None, known=True):
     """The report of one split: counts, sizes, the class table and every problem."""
     sizes = ', '.join(f'{w}x{h} ({k})' for (w, h), k in stats['sizes'][:TOP_SIZES])
     more = f' and {len(stats["sizes"]) - TOP_SIZES} other sizes' if len(stats['sizes']) > TOP_SIZES else ''
     lines = [f'== {name}: {stats["samples"]} images, {stats["labels"]} labels; sizes (W x H): {sizes or "-"}{more}',
-             format_table(stats, names)]
+             format_table(stats, names, known)]
     stored = stats['stored_values']
     if stored:
         lines.append('stored label values: ' + ', '.join(map(str, list(stored)[:40])) + (' ...' if len(stored) > 40 else ''))

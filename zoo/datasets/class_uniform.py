@@ -14,10 +14,11 @@ import random
 import numpy as np
 import paddle
 
+from ..utils.atomic import atomic_write_text
 from ..utils.errors import ConfigError, DataError
 from ..utils.logger import logger
 from ..utils.registry import DATASETS
-from .scan import label_format_problem, label_lut, scan_files
+from .scan import dataset_tasks, label_format_problem, label_lut, scan_files
 
 
 def build_class_index(dataset):
@@ -25,8 +26,9 @@ def build_class_index(dataset):
 
     Labels the scanner finds unusable are left out here; the pre-flight check reports them.
     """
-    tasks = [(lab, 'label') for _, lab in dataset.file_list if lab is not None]
-    records, _ = scan_files(tasks, progress=True, desc='class index')
+    # the images too: the same task set as the pre-flight check, hence the same cache file, so
+    # the check that follows reads every record from the cache instead of decoding the labels again
+    records, _ = scan_files(dataset_tasks(dataset), num_workers=2, progress=True, desc='class index')
     lut = label_lut(dataset)
     index = {c: [] for c in range(dataset.num_classes)}
     for i, (_, label_path) in enumerate(dataset.file_list):
@@ -75,12 +77,8 @@ class ClassUniformDataset(paddle.io.Dataset):
             logger.info(f'{index_file}: file list changed, rebuilding the class index')
         logger.info(f'building the class index of {len(labels)} labels for class-uniform sampling')
         index = build_class_index(ds)
-        if index_file:
-            os.makedirs(os.path.dirname(os.path.abspath(index_file)), exist_ok=True)
-            tmp = index_file + '.tmp'
-            with open(tmp, 'w', encoding='utf-8') as f:
-                json.dump({'labels': labels, 'classes': index}, f)
-            os.replace(tmp, index_file)
+        if index_file:  # atomic, with a temp name of its own (every rank of a first run writes it)
+            atomic_write_text(index_file, json.dumps({'labels': labels, 'classes': index}), 'class index')
         return index
 
     def __getattr__(self, name):  # num_classes, ignore_index, class_names, ... of the wrapped dataset
@@ -102,12 +100,7 @@ class ClassUniformDataset(paddle.io.Dataset):
         return i
 
     def __getitem__(self, index):
-        ds = self.dataset
-        ds._seed(index)  # the augmentation seed of this slot, as the wrapped dataset would use
-        sample = ds.transforms(ds.load_sample(self.pick(index)))
-        img = np.ascontiguousarray(sample['img'].transpose(2, 0, 1).astype('float32'))
-        label = sample['label']
-        if label is None:
-            label = np.full(img.shape[1:], ds.ignore_index, dtype='int64')
-        return img, np.ascontiguousarray(label.astype('int64'))
+        # the augmentation seed of this slot, as the wrapped dataset would use, on the picked file
+        img, label, _, _ = self.dataset.get_item(index, file_index=self.pick(index))
+        return img, label
 

@@ -6,7 +6,7 @@
   (0.2: +-6 degrees, enhancement factor 1 +- 0.18, the sign drawn per op). Rotation moves the
   label with nearest-neighbour sampling and fills uncovered pixels with the ignore index. The
   reference runs on PIL uint8 images; here the image is rounded to uint8, processed with
-  numpy/OpenCV following PIL's formulas, and returned as float32.
+  numpy/OpenCV following PIL's formulas, and returned as uint8 (Normalize makes it float32).
 """
 import random
 
@@ -15,6 +15,7 @@ import numpy as np
 
 from ..utils.errors import ConfigError
 from ..utils.registry import TRANSFORMS
+from .transforms import _to_uint8
 
 # (min, max, the sign is random) per op, reference OP_RANGES
 _RANGES = {
@@ -130,7 +131,7 @@ class RegSegRandAugment:
         self.fill, self.ignore_index = list(fill), ignore_index
 
     def __call__(self, sample):
-        img = np.clip(np.rint(sample['img']), 0, 255).astype('uint8')
+        img = sample['img'] if sample['img'].dtype == np.uint8 else _to_uint8(sample['img'])
         label = sample.get('label')
         for op in random.sample(self.ops, self.num_ops):
             if self.prob < 1 and random.random() > self.prob:
@@ -147,6 +148,6 @@ class RegSegRandAugment:
                 img, label = rotate(img, label, v, self.fill, self.ignore_index)
             else:
                 img = enhance(img, op, v)
-        sample['img'] = img.astype('float32')
+        sample['img'] = img  # uint8, as the pipeline holds images until Normalize
         sample['label'] = label
         return sample

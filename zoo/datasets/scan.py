@@ -30,13 +30,13 @@ import multiprocessing
 import os
 import struct
 import sys
-import tempfile
 import time
 import zlib
 
 import cv2
 import numpy as np
 
+from ..utils.atomic import WriteError, atomic_write_text
 from ..utils.errors import DataError
 from ..utils.logger import logger
 
@@ -236,13 +236,10 @@ def _load_cache(path):
 def _save_cache(path, root, records):
     """Write atomically (temp file + rename); a cache that cannot be written is only a warning."""
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix='.scan.', suffix='.tmp', dir=os.path.dirname(path))
-        with os.fdopen(fd, 'w', encoding='utf-8') as f:
-            json.dump({'version': SCAN_VERSION, 'root': root, 'records': records}, f, separators=(',', ':'))
-        os.replace(tmp, path)
-    except OSError as e:
-        logger.warning(f'data scan: cannot write the cache {path!r} ({e.strerror or e}); the next run scans again')
+        atomic_write_text(path, json.dumps({'version': SCAN_VERSION, 'root': root, 'records': records},
+                                           separators=(',', ':')), 'data scan cache')
+    except WriteError as e:
+        logger.warning(f'data scan: {e}; the next run scans again')
 
 
 def _fresh(rec, path):

@@ -14,9 +14,8 @@ from ..utils.registry import DATASETS
 from .base import Dataset
 from .meta import VOC_CLASSES, VOC_PALETTE
 from .prepare.common import read_id_list, require_dir
+from .prepare.voc import VOC_TREE
 
-VOC_TREE = ('<voc_root>/VOC2012/{JPEGImages/<id>.jpg, SegmentationClass/<id>.png, '
-            'ImageSets/Segmentation/{train,val}.txt} (VOCtrainval_11-May-2012.tar extracted; <voc_root> is VOCdevkit)')
 LISTS = {'train': 'train', 'val': 'val', 'trainval': 'trainval', 'trainaug': 'train_aug'}
 TRAIN_MODES = ('train', 'trainval', 'trainaug')
 

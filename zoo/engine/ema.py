@@ -26,7 +26,11 @@ class ModelEMA:
         self.decay = decay
         self.updates = 0
         with paddle.no_grad():
-            self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            # float32 averages whatever the model's dtype: under --amp_level O2 the weights are
+            # fp16/bf16, where a (1 - decay) step is below half a unit and the average would not move
+            self.shadow = {k: (v.detach().astype('float32') if v.dtype in (paddle.float16, paddle.bfloat16)
+                               else v.detach().clone())
+                           for k, v in model.state_dict().items()}
 
     def update(self, model):
         d = self.decay
@@ -70,8 +74,9 @@ class ModelEMA:
     def swapped_in(self, model):
         """``with ema.swapped_in(model):`` the model holds the averaged weights; restored after."""
         with paddle.no_grad():
-            backup = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            model.set_state_dict(self.shadow)
+            current = model.state_dict()
+            backup = {k: v.detach().clone() for k, v in current.items()}
+            model.set_state_dict({k: s.astype(current[k].dtype) for k, s in self.shadow.items()})
         try:
             yield model
         finally:

@@ -131,7 +131,7 @@ def load_trained_model(cfg, model_path):
     from ..builder import build_model
     from ..models.convert import load_weights
     from ..models.weights import lookup_weights, without_pretrained
-    from ..utils.checkpoint import is_url
+    from ..utils.download import is_url
     from ..utils.errors import CheckpointError
     if model_path is None:
         raise CheckpointError('--model_path is required (the trained weights, e.g. output/best_model/model.pdparams)')

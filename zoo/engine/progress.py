@@ -56,7 +56,7 @@ class Progress:
             return
         if self.bar is not None:
             self.bar.update(n)
-        elif self.n % self.every == 0 or self.n == self.total:
+        elif self.n // self.every > (self.n - n) // self.every or self.n == self.total:  # a quarter crossed
             el = time.perf_counter() - self.t0
             logger.info(f'[{self.desc}] {self.n}/{self.total} ({100 * self.n / self.total:.0f}%), '
                         f'{fmt_duration(el)}, {self.n / max(el, 1e-9):.1f}/s')

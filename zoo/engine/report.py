@@ -21,7 +21,7 @@ import os
 
 import numpy as np
 
-from ..utils.checkpoint import atomic_write_text
+from ..utils.atomic import atomic_write_text
 from .metrics import PER_CLASS, SUMMARY
 
 LABEL_ALL_MAX = 40      # up to this many classes every name is written on both axes
@@ -41,14 +41,6 @@ def _clean(v):
     if isinstance(v, (float, np.floating)):
         return None if not math.isfinite(float(v)) else float(v)
     return v
-
-
-def file_sha256(path, chunk=1 << 20):
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(chunk), b''):
-            h.update(block)
-    return h.hexdigest()
 
 
 def data_identity(dataset):

@@ -20,7 +20,7 @@ import os
 import paddle
 import paddle.distributed as dist
 
-from ..utils.checkpoint import atomic_write_text
+from ..utils.atomic import atomic_write_text
 from ..utils.config import dump_with_origins
 from ..utils.logger import log_to_file, logger
 

@@ -238,6 +238,10 @@ class Trainer:
             ema_state = load_file(ema_path, 'EMA weights')
             require_finite(ema_state, ema_path)
             self.ema.set_state_dict(ema_state, ema_path)
+        elif self.ema is not None:  # a checkpoint written without --use_ema: average from its weights on
+            from .ema import ModelEMA
+            self.ema = ModelEMA(self.model, self.ema.decay)
+            logger.info(f'{path} has no ema.pdparams: the EMA starts from its weights')
         if self.scaler is not None and state.get('scaler'):
             self.scaler.load_state_dict(state['scaler'])
         logger.info(f'resumed from {path} at iteration {it}')

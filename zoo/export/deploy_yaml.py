@@ -119,7 +119,7 @@ def find_program(model_dir, prefix='model'):
 
 
 # the deploy.yaml keys naming files of the export (their SHA-256 are recorded)
-FILE_KEYS = ('model', 'params', 'onnx', 'bf16_model', 'bf16_params', 'onnx_int8', 'int8_model', 'int8_params')
+FILE_KEYS = ('model', 'params', 'onnx', 'bf16_model', 'bf16_params', 'onnx_int8')
 
 
 def write_deploy_yaml(folder, deploy):

@@ -23,7 +23,7 @@ from ..utils.logger import logger
 from .deploy_yaml import class_meta, config_num_classes, deploy_transforms, find_program, write_deploy_yaml
 from .onnx import export_onnx, require_paddle2onnx
 from ..utils.quiet import filtered_stderr
-from .tracing import paddle_inference_rewrites, portable_pooling
+from .tracing import REWRITES, paddle_inference_rewrites, portable_pooling
 from .wrapper import ExportWrapper, build_export_model, check_input_shape, output_dtype, prepare_export_model
 
 FORMATS = ('paddle', 'onnx')
@@ -57,8 +57,13 @@ def _export_files(wrapper, folder, shape, fmt, verbose):
     files = {'model': program, 'params': params}
     # The bfloat16 program (Paddle Inference, oneDNN): the same graph with portable pooling,
     # written only when tracing it differs from the fp32 one (the model has adaptive pooling).
+    rewrites = REWRITES['channel_scale']
     bf16_program, bf16_params = save_static(wrapper, folder, shape, prefix='model_bf16', portable=True,
                                             verbose=verbose)
+    rewritten = REWRITES['channel_scale'] > rewrites  # else this program is also the one for ONNX
+    if fmt == 'onnx' and not rewritten:
+        export_onnx(os.path.join(folder, bf16_program), os.path.join(folder, bf16_params),
+                    os.path.join(folder, 'model.onnx'))
     if _same_file(os.path.join(folder, program), os.path.join(folder, bf16_program)):
         os.remove(os.path.join(folder, bf16_program))
         os.remove(os.path.join(folder, bf16_params))
@@ -68,13 +73,14 @@ def _export_files(wrapper, folder, shape, fmt, verbose):
             os.remove(os.path.join(folder, bf16_params))  # the same tensors: one params file serves both
             bf16_params = params
         files['bf16_params'] = bf16_params
-    if fmt == 'onnx':
+    if fmt == 'onnx' and rewritten:
         # paddle2onnx reads a program traced for it: portable pooling, no Paddle Inference rewrites
         with tempfile.TemporaryDirectory(dir=folder) as src:
             onnx_program, onnx_params = save_static(wrapper, src, shape, portable=True, for_paddle=False,
                                                     verbose=verbose)
             export_onnx(os.path.join(src, onnx_program), os.path.join(src, onnx_params),
                         os.path.join(folder, 'model.onnx'))
+    if fmt == 'onnx':
         files['onnx'] = 'model.onnx'
     return files
 

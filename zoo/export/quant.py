@@ -6,10 +6,7 @@ QDQ ONNX model (``model_int8.onnx``: weights int8 per output channel, activation
 tensor, calibrated on training images) that ONNX Runtime and OpenVINO both run with int8
 kernels (VNNI / AMX where the CPU has them).
 
-Only convolutions and matrix products with a constant weight are quantized (``keep_ends``
-leaves the first and the last of them, input conv and classifier, in float: the usual recipe
-when int8 costs too much accuracy; not needed on the demo Fast-SCNN / DeepLabV3, see
-docs/benchmark.md). The resizes, poolings (incl. the averaging matrices of portable adaptive
+Only convolutions and matrix products with a constant weight are quantized. The resizes, poolings (incl. the averaging matrices of portable adaptive
 pooling), softmax and argmax stay in float.
 """
 import os
@@ -62,7 +59,7 @@ def _weighted_nodes(model, op_types=('Conv', 'MatMul', 'Gemm')):
             if n.op_type in op_types and len(n.input) > 1 and (n.input[1] in inits or n.input[1] in consts)]
 
 
-def quantize_onnx(src, dst, inputs, method='percentile', per_channel=True, keep_ends=False, verbose=False):
+def quantize_onnx(src, dst, inputs, method='percentile', per_channel=True, verbose=False):
     """Calibrate ``src`` (ONNX, fp32) on ``inputs`` (an iterable of NCHW float32 arrays) and
     write the QDQ int8 model ``dst``; returns the number of quantized nodes."""
     require_onnxruntime_quantization()
@@ -97,7 +94,7 @@ def quantize_onnx(src, dst, inputs, method='percentile', per_channel=True, keep_
         # ONNX's own shape inference is enough for quantization
         quant_pre_process(src, pre, skip_symbolic_shape=True)
         model = onnx.load(pre)
-        nodes = _weighted_nodes(model)[1:-1] if keep_ends else _weighted_nodes(model)
+        nodes = _weighted_nodes(model)
         calib = {'minmax': CalibrationMethod.MinMax, 'percentile': CalibrationMethod.Percentile,
                  'entropy': CalibrationMethod.Entropy}[method]
         extra = {'CalibPercentile': 99.999} if method == 'percentile' else {}
@@ -109,3 +106,19 @@ def quantize_onnx(src, dst, inputs, method='percentile', per_channel=True, keep_
                         extra_options={'CalibTensorRangeSymmetric': False, 'CalibMaxIntermediateOutputs': 1,
                                        **extra})
     return len(nodes)
+
+
+def int8_step(inputs, method='percentile', verbose=False, calibration=None, report=None):
+    """``export_model(..., extra_step=int8_step(inputs))``: quantize the export's ONNX model into
+    ``model_int8.onnx`` and record it in deploy.yaml (``onnx_int8``, and ``int8_calibration``:
+    ``calibration`` describes the inputs). ``inputs`` may be a callable returning them, called
+    when the step runs. ``report['nodes']``: the number of quantized nodes."""
+    def step(folder, deploy):
+        data = inputs() if callable(inputs) else inputs
+        nodes = quantize_onnx(os.path.join(folder, deploy['onnx']), os.path.join(folder, 'model_int8.onnx'), data,
+                              method=method, verbose=verbose)
+        if report is not None:
+            report['nodes'] = nodes
+        deploy['onnx_int8'] = 'model_int8.onnx'
+        deploy['int8_calibration'] = {'images': len(data), 'method': method, **(calibration or {})}
+    return step

@@ -6,6 +6,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from ..utils.registry import LOSSES
+from .cross_entropy import loss_dtype
 
 
 @LOSSES.register()
@@ -16,7 +17,7 @@ class MCIBIMemoryLoss(nn.Layer):
 
     def forward(self, logits, label=None):
         n, k = logits.shape[0], logits.shape[1]
-        dtype = 'float64' if logits.dtype == paddle.float64 else 'float32'
+        dtype = loss_dtype(logits)
         if n == 0:
             return paddle.zeros([], dtype)
         per_class = n // k

@@ -24,7 +24,8 @@ go through: it resolves a weights-table name or a URL (``zoo.models.weights``), 
 import numpy as np
 
 from zoo.models.weights import lookup_weights
-from zoo.utils.checkpoint import atomic_save, check_keys, read_state_dict, require_finite
+from zoo.utils.atomic import atomic_save
+from zoo.utils.checkpoint import check_keys, read_state_dict, require_finite
 from zoo.utils.errors import CheckpointError
 from zoo.utils.logger import logger
 from zoo.utils.registry import BACKBONES

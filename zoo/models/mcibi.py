@@ -223,7 +223,8 @@ class MCIBI(Segmentor):
         want = tuple(self.memory_module.memory.shape)
         if arr.shape != want:
             raise CheckpointError(f'model.memory_init: {path!r} has shape {list(arr.shape)}, expected {list(want)}')
-        self.memory_module.memory.set_value(arr.astype('float32'))
+        memory = self.memory_module.memory
+        memory.set_value(paddle.to_tensor(arr.astype('float64')).astype(memory.dtype))
 
     @property
     def output_names(self):

@@ -164,7 +164,7 @@ class FeaturesMemory(nn.Layer):
         if paddle.distributed.get_world_size() > 1:
             paddle.distributed.all_reduce(new)
             new = new / paddle.distributed.get_world_size()
-        self.memory.set_value(new)
+        self.memory.set_value(new.astype(self.memory.dtype))  # fp16/bf16 under --amp_level O2
 
     @staticmethod
     def _fold(memory, sum_feats, counts, w_feats, w_sums, slot_counts, momentum, strategy):

@@ -65,9 +65,6 @@ def replace_dir(src_dir, dst_dir):
         shutil.rmtree(old, ignore_errors=True)
 
 
-atomic_replace_dir = replace_dir  # the name export code and older callers use
-
-
 @contextlib.contextmanager
 def atomic_dir(final, what='folder', kept=None):
     """``with atomic_dir('out/iter_3') as tmp:`` write into ``tmp``; renamed to ``final`` on success.

@@ -16,8 +16,8 @@ import re
 
 import numpy as np
 
-from .atomic import atomic_dir, atomic_replace_dir, atomic_save, atomic_write_text  # noqa: F401  (re-exported)
-from .download import CACHE_DIR, download, file_sha256, is_url, resolve_path  # noqa: F401  (re-exported)
+from .atomic import atomic_dir
+from .download import resolve_path
 from .errors import CheckpointError
 from .logger import logger
 from .safe_pickle import UnsafeCheckpoint, to_paddle_result, unpickle

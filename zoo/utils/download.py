@@ -24,11 +24,11 @@ import json
 import os
 import re
 import sys
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
 
+from .atomic import atomic_file, atomic_write_text
 from .errors import CheckpointError
 from .logger import logger
 
@@ -74,10 +74,7 @@ def _read_record(path):
 
 
 def _write_record(path, url, digest, size):
-    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp', dir=os.path.dirname(path))
-    with os.fdopen(fd, 'w', encoding='utf-8') as f:
-        json.dump({'url': url, 'sha256': digest, 'size': size}, f)
-    os.replace(tmp, path + RECORD_SUFFIX)
+    atomic_write_text(path + RECORD_SUFFIX, json.dumps({'url': url, 'sha256': digest, 'size': size}), 'download record')
 
 
 def _mismatch(digest, expected):
@@ -137,11 +134,8 @@ def download(url, sha256=None, cache_dir=None, size=None, allow_http=False, prog
         if not _mismatch(digest, expected) and not _mismatch(digest, recorded):
             return dst
         logger.warning(f'cached {dst} does not match {source} (sha256 {digest}); downloading it again')
-    os.makedirs(os.path.dirname(dst), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(dst) + '.', suffix='.tmp', dir=os.path.dirname(dst))
-    os.close(fd)
     logger.info(f'downloading {url} -> {dst}')
-    try:
+    with atomic_file(dst, 'download') as tmp:  # renamed to dst only when every check passed
         try:
             digest, received, total = _fetch(url, tmp, allow_http, progress)
         except CheckpointError:
@@ -160,11 +154,6 @@ def download(url, sha256=None, cache_dir=None, size=None, allow_http=False, prog
                                   f'expected {expected}{hint}')
         if recorded is None:
             _write_record(dst, url, digest, received)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dst)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return dst
 
 

@@ -109,8 +109,8 @@ def clear_recorded_errors():
 _PR_SET_PDEATHSIG = 1
 
 
-def worker_init_fn(worker_id, user_fn=None):
-    """DataLoader ``worker_init_fn``: die with the parent (``PR_SET_PDEATHSIG``), then ``user_fn``."""
+def worker_init_fn(worker_id):
+    """DataLoader ``worker_init_fn``: die with the parent (``PR_SET_PDEATHSIG``)."""
     parent = os.getppid()
     try:
         libc = ctypes.CDLL(None, use_errno=True)
@@ -119,8 +119,6 @@ def worker_init_fn(worker_id, user_fn=None):
         pass
     if os.getppid() != parent:  # the parent died before prctl took effect
         os._exit(1)
-    if user_fn is not None:
-        user_fn(worker_id)
 
 
 def shutdown_loader(iterator):

@@ -1,15 +1,14 @@
 """Helpers shared by the preparation functions and the loaders: layout checks, label I/O,
-a process pool, and the CLI wrapper of ``tools/data/*.py``."""
+and a process pool."""
 import json
 import os
 import shutil
-import sys
 from multiprocessing import Pool
 
 import cv2
 import numpy as np
 
-from ...utils.errors import DataError, ZooError
+from ...utils.errors import DataError
 
 
 def require_dir(path, dataset, tree):
@@ -109,12 +108,3 @@ def parallel_map(fn, items, nproc=1):
         # when a worker gets SIGTERM. On an error the queued work finishes first.
         pool.close()
         pool.join()
-
-
-def run_cli(main, argv=None):
-    """Run a ``tools/data`` entry point: a ZooError becomes ``error: <message>`` and exit code 2."""
-    try:
-        main(argv)
-    except ZooError as e:
-        print(f'error: {e}', file=sys.stderr)
-        sys.exit(2)

@@ -17,8 +17,10 @@ import numpy as np
 
 from ...utils.errors import DataError
 from ..meta import voc_palette
-from ..voc import VOC_TREE
 from .common import parallel_map, read_id_list, require_dir, write_ids, write_label_png
+
+VOC_TREE = ('<voc_root>/VOC2012/{JPEGImages/<id>.jpg, SegmentationClass/<id>.png, '
+            'ImageSets/Segmentation/{train,val}.txt} (VOCtrainval_11-May-2012.tar extracted; <voc_root> is VOCdevkit)')
 
 SBD_TREE = ('<sbd_root>/dataset/{cls/<id>.mat, train.txt, val.txt} (benchmark.tgz extracted; '
             '<sbd_root> is benchmark_RELEASE)')
